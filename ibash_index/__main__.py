@@ -1,0 +1,5 @@
+"""`python -m ibash_index` runs the command line."""
+
+from .cli import app
+
+app(prog_name="ibash-index")

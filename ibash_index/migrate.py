@@ -1,0 +1,81 @@
+"""Schema migrations with Alembic, run from code on the caller's connection (no ini file)."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from .errors import SchemaTooNew
+
+
+def bundled_dir(name: str) -> Path:
+    """Where `sql/` or `migrations/` is: inside the wheel when installed, beside the package in a checkout."""
+    packaged = Path(str(resources.files("ibash_index"))) / name
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / name
+
+
+def _config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(bundled_dir("migrations")))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head() -> str:
+    """The newest revision this version knows."""
+    return ScriptDirectory.from_config(_config()).get_current_head() or ""
+
+
+def current(connection: Connection) -> str | None:
+    """The revision the database is at; None for a database without migrations."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(connection: Connection) -> None:
+    """Bring the schema to head; refuse a database from a newer ibash-index."""
+    script = ScriptDirectory.from_config(_config())
+    rev = current(connection)
+    if rev is not None and not _known(script, rev):
+        raise SchemaTooNew(
+            f"the database is at schema revision {rev}, which this ibash-index does not know "
+            f"(it knows up to {head()}); upgrade ibash-index"
+        )
+    command.upgrade(_config(connection), "head")
+
+
+def _known(script: ScriptDirectory, rev: str) -> bool:
+    try:
+        return script.get_revision(rev) is not None
+    except Exception:
+        return False
+
+
+def check(connection: Connection) -> None:
+    """Raise if the models in schema.py differ from what the migrations create."""
+    command.check(_config(connection))
+
+
+def _revision(message: str) -> None:
+    """Autogenerate a revision against a scratch database at head."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine("sqlite://")
+    with engine.begin() as conn:
+        upgrade(conn)
+        command.revision(_config(conn), message=message, autogenerate=True)
+
+
+if __name__ == "__main__":  # python -m ibash_index.migrate revision "message"
+    if len(sys.argv) == 3 and sys.argv[1] == "revision":
+        _revision(sys.argv[2])
+    else:
+        sys.exit('usage: python -m ibash_index.migrate revision "message"')

@@ -1,0 +1,207 @@
+"""Worker processes that read files in parallel, each file bounded in time and memory.
+
+`concurrent.futures` cannot time out one task or survive a worker killed by the OS, so this is
+a small pool of its own: each worker has a pipe, gets paths in small batches and sends back one
+result per file. A worker that stays silent too long is killed and the file it was on is
+recorded as an error; a worker that dies (OOM killer, segfault) is replaced the same way.
+Results come back in completion order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+
+from .crawl import Candidate
+from .extract import ExtractOptions, FileResult, read_file
+
+BATCH = 8
+_EXITING = "exiting"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-file limits: seconds of silence, and address space in MB (0 = none)."""
+
+    timeout: float = 120.0
+    memory_mb: int = 2048
+
+
+def _worker(conn: Connection, options: ExtractOptions, memory_mb: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if memory_mb:
+        import resource
+
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    while True:
+        try:
+            batch = conn.recv()
+        except (EOFError, OSError):
+            return
+        if batch is None:
+            return
+        for path, root in batch:
+            try:
+                result = read_file(path, root, options)
+            except MemoryError:
+                result = FileResult(
+                    path, root, "error", reason=f"needs more than {memory_mb} MB of memory (see --max-memory)"
+                )
+                conn.send(result)
+                conn.send(_EXITING)  # the heap may be in a bad state: start afresh
+                return
+            conn.send(result)
+
+
+@dataclass
+class _Worker:
+    process: mp.process.BaseProcess
+    conn: Connection
+    inflight: deque[Candidate] = field(default_factory=deque)
+    last: float = field(default_factory=time.monotonic)
+    exiting: bool = False
+
+
+class Pool:
+    """Read candidates on `workers` processes; iterate `run()` for the results."""
+
+    def __init__(self, workers: int, options: ExtractOptions, limits: Limits) -> None:
+        self.size = max(1, workers)
+        self.options = options
+        self.limits = limits
+        self.ctx = mp.get_context("spawn")
+        self.workers: list[_Worker] = []
+
+    def _spawn(self) -> _Worker:
+        parent, child = self.ctx.Pipe()
+        process = self.ctx.Process(target=_worker, args=(child, self.options, self.limits.memory_mb), daemon=True)
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        self.workers.append(worker)
+        return worker
+
+    def run(self, candidates: Iterable[Candidate]) -> Iterator[FileResult]:
+        """Yield one result per candidate, whatever happens to the workers."""
+        pending = deque(candidates)
+        try:
+            for _ in range(min(self.size, len(pending))):
+                self._spawn()
+            while self.workers:
+                for worker in list(self.workers):
+                    self._feed(worker, pending)
+                busy = [w for w in self.workers if w.inflight or w.exiting]
+                if not busy:
+                    break
+                ready = wait([w.conn for w in busy], timeout=1.0)
+                now = time.monotonic()
+                for worker in busy:
+                    if worker.conn in ready:
+                        yield from self._receive(worker, pending)
+                    elif now - worker.last > self.limits.timeout and worker.inflight:
+                        yield self._fail(
+                            worker, pending, f"reading took longer than {self.limits.timeout:g} s (see --timeout)"
+                        )
+        finally:
+            self.close()
+
+    def _feed(self, worker: _Worker, pending: deque[Candidate]) -> None:
+        # Two batches in flight keep a worker busy while we read its results.
+        while pending and len(worker.inflight) < 2 * BATCH and not worker.exiting:
+            batch = [pending.popleft() for _ in range(min(BATCH, len(pending)))]
+            try:
+                worker.conn.send([(c.path, c.root) for c in batch])
+            except OSError:  # it died between batches: nothing of this batch was read
+                pending.extendleft(reversed(batch))
+                worker.exiting = True
+                return
+            if not worker.inflight:
+                worker.last = time.monotonic()
+            worker.inflight.extend(batch)
+
+    def _receive(self, worker: _Worker, pending: deque[Candidate]) -> Iterator[FileResult]:
+        while worker.conn.poll():
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                if worker.exiting or not worker.inflight:
+                    pending.extendleft(reversed(worker.inflight))
+                    worker.inflight.clear()
+                    self._replace(worker, pending)
+                else:
+                    code = worker.process.exitcode
+                    worker.process.join(1)
+                    code = worker.process.exitcode if code is None else code
+                    yield self._fail(worker, pending, _death_reason(code), kill=False)
+                return
+            worker.last = time.monotonic()
+            if message == _EXITING:
+                worker.exiting = True
+                continue
+            worker.inflight.popleft()
+            yield message
+
+    def _fail(self, worker: _Worker, pending: deque[Candidate], reason: str, kill: bool = True) -> FileResult:
+        """Record the file the worker was on as an error, requeue the rest, replace the worker."""
+        culprit = worker.inflight.popleft()
+        if kill:
+            worker.process.kill()
+        pending.extendleft(reversed(worker.inflight))
+        worker.inflight.clear()
+        self._replace(worker, pending)
+        return FileResult(culprit.path, culprit.root, "error", culprit.size, culprit.mtime_ns, reason=reason)
+
+    def _replace(self, worker: _Worker, pending: deque[Candidate]) -> None:
+        self._stop(worker)
+        self.workers.remove(worker)
+        if pending:
+            self._spawn()
+
+    def _stop(self, worker: _Worker) -> None:
+        with contextlib.suppress(OSError):
+            worker.conn.close()
+        worker.process.join(0.5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(1)
+
+    def close(self) -> None:
+        """Stop every worker now; safe to call twice."""
+        for worker in self.workers:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+        for worker in self.workers:
+            if worker.inflight:
+                worker.process.kill()
+            self._stop(worker)
+        self.workers.clear()
+
+
+def _death_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"the worker reading it was killed by {name}{hint}"
+    return f"the worker reading it exited unexpectedly (code {code})"
+
+
+def read_serial(candidates: Iterable[Candidate], options: ExtractOptions) -> Iterator[FileResult]:
+    """Read in this process: for --workers 0, debugging and profiling."""
+    for c in candidates:
+        yield read_file(c.path, c.root, options)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
