@@ -7,6 +7,7 @@ sequence items); the fidelity tests compare the rows with pydicom element by ele
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -24,6 +25,7 @@ BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "U
 NUMERIC_VRS = frozenset({"DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "US or SS"})
 # Pixel data can be hundreds of MB: its length is recorded, its bytes are never read.
 PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+UNDEFINED = 0xFFFFFFFF
 
 # Hierarchy attributes copied from the top level of each file into studies/series/instances:
 # keyword -> column. Everything is in `elements` too; these are for convenience and joins.
@@ -124,15 +126,15 @@ class _Walker:
         creator = _private_creator(ds, tag)
         flag = None
         try:
-            if isinstance(raw, RawDataElement) and raw.value is None and raw.length not in (0, 0xFFFFFFFF):
-                elem = None  # deferred: a large value left in the file
+            if isinstance(raw, RawDataElement) and raw.value is None and raw.length and raw.VR in BINARY_VRS:
+                elem = None  # a large binary value left in the file: hashed from there, never loaded whole
             else:
                 elem = ds[tag]
         except Exception as exc:  # pydicom could not convert it: keep the raw bytes, flagged
             elem = None
             flag = f"{type(exc).__name__}: {exc}"
         seq = len(self.rows)
-        name = _path_name(elem, raw, tag)
+        name = _path_name(tag)
         path = f"{prefix}{name}" if depth else None
         if elem is None:
             row = self._raw_row(raw, tag, creator, seq, parent, item, depth, path, flag)
@@ -192,7 +194,7 @@ class _Walker:
                 elem.VM,
                 None,
                 None,
-                len(data) if length is None else length,
+                len(data),
                 _sha1(data) if data else None,
                 data if len(data) <= self.options.max_blob else None,
                 path,
@@ -223,8 +225,11 @@ class _Walker:
         vr = getattr(raw, "VR", None) or "UN"
         length = getattr(raw, "length", None)
         data = getattr(raw, "value", None)
-        if data is None and tag not in PIXEL_TAGS and length and length != 0xFFFFFFFF:
-            data = self._read_deferred(raw)
+        if data is None and length and self.fp is not None:
+            if length == UNDEFINED:
+                length = _encapsulated_length(self.fp, raw.value_tell)
+            if tag not in PIXEL_TAGS:
+                data = self._read_deferred(raw.value_tell, length)
         if isinstance(data, (bytes, bytearray)):
             digest = _sha1(data) if data else None
             keep = data if flag or len(data) <= self.options.max_blob else None
@@ -234,15 +239,28 @@ class _Walker:
         vm = 1 if length else 0
         return (seq, parent, item, depth, tag, creator, vr, vm, text, None, length, digest, keep, path, flag)
 
-    def _read_deferred(self, raw: RawDataElement) -> bytes | None:
-        if self.fp is None:
-            return None
-        here = self.fp.tell()
-        try:
-            self.fp.seek(raw.value_tell)
-            return self.fp.read(raw.length)
-        finally:
-            self.fp.seek(here)
+    def _read_deferred(self, offset: int, length: int) -> bytes:
+        assert self.fp is not None
+        self.fp.seek(offset)
+        return self.fp.read(length)
+
+
+def _encapsulated_length(fp: BinaryIO, offset: int) -> int:
+    """Bytes of an undefined-length value (items up to the sequence delimiter), found by skipping items."""
+    fp.seek(offset)
+    total = 0
+    while True:
+        header = fp.read(8)
+        if len(header) < 8:
+            return total  # no delimiter before the end of the file
+        tag = int.from_bytes(header[0:2], "little") << 16 | int.from_bytes(header[2:4], "little")
+        if tag == 0xFFFEE0DD:
+            return total
+        size = int.from_bytes(header[4:8], "little")
+        if size == UNDEFINED:
+            return total
+        total += 8 + size
+        fp.seek(size, 1)
 
 
 def value_text(value: Any) -> str:
@@ -262,9 +280,10 @@ def _one(v: Any) -> str:
     return str(v)
 
 
-def _path_name(elem: DataElement | None, raw: Any, tag: int) -> str:
-    keyword = elem.keyword if elem is not None else pydicom.datadict.keyword_for_tag(tag)
-    return keyword or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+@functools.lru_cache(maxsize=8192)
+def _path_name(tag: int) -> str:
+    """The dictionary keyword (repeating groups included, e.g. OverlayRows), or (GGGG,EEEE)."""
+    return pydicom.datadict.keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _private_creator(ds: Dataset, tag: int) -> str | None:
@@ -307,7 +326,8 @@ def read_file(path: bytes, root: str, options: ExtractOptions) -> FileResult:
     """Read one file and extract all its elements; never raises for bad input."""
     result = FileResult(path_bytes=path, root=root, status="error")
     try:
-        with open(path, "rb") as fp:
+        # A str name (surrogate-escaped if need be) lets pydicom reopen the file for deferred values.
+        with open(os.fsdecode(path), "rb") as fp:
             st = os.fstat(fp.fileno())
             result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
             head = fp.read(132)

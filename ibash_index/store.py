@@ -206,10 +206,13 @@ class Writer:
         self.elements_written = 0
         self._insert_elements = str(insert(elements).compile(dialect=engine.dialect))
         self.dirty_series: set[int] = set()
+        self._rows: dict[tuple, tuple[int, str]] = {}
         self.dirty_studies: set[int] = set()
         with engine.connect() as conn:
-            for row in conn.execute(select(tags.c.tag, tags.c.private_creator, tags.c.id)):
-                self.tag_ids[(row[0], row[1])] = row[2]
+            self._load_tags(conn)
+
+    def _load_tags(self, conn: Connection) -> None:
+        self.tag_ids = {(t, c): i for t, c, i in conn.execute(select(tags.c.tag, tags.c.private_creator, tags.c.id))}
 
     def write(self, results: list[FileResult]) -> None:
         with self.engine.begin() as conn:
@@ -310,12 +313,12 @@ class Writer:
         h = r.header
         path = display_path(r.path_bytes)
         study_values = {c: h.get(c) for c in STUDY_COLUMNS}
-        study_id = _get_or_create(
+        study_id = self._row_id(
             conn, studies, {"study_instance_uid": h.get("study_instance_uid") or ""}, study_values, path
         )
         series_values = {c: h.get(c) for c in SERIES_COLUMNS}
         series_values["series_number"] = _int(series_values["series_number"])
-        return _get_or_create(
+        return self._row_id(
             conn,
             series,
             {"study_id": study_id, "series_instance_uid": h.get("series_instance_uid") or ""},
@@ -323,11 +326,21 @@ class Writer:
             path,
         )
 
+    def _row_id(self, conn: Connection, table: Any, key: dict[str, Any], values: dict[str, Any], path: str) -> int:
+        """Study or series id, from memory unless this file comes before the one that filled the row."""
+        cache_key = (table.name, *key.values())
+        hit = self._rows.get(cache_key)
+        if hit is not None and path > hit[1]:
+            return hit[0]
+        row_id, key_path = _get_or_create(conn, table, key, values, path)
+        self._rows[cache_key] = (row_id, key_path or path)
+        return row_id
+
     def _tag_id(self, conn: Connection, tag: int, creator: str | None) -> int:
         key = (tag, creator or "")
         tag_id = self.tag_ids.get(key)
         if tag_id is None:
-            tag_id = _get_or_create(conn, tags, {"tag": tag, "private_creator": key[1]}, tag_values(tag, creator))
+            tag_id = _get_or_create(conn, tags, {"tag": tag, "private_creator": key[1]}, tag_values(tag, creator))[0]
             self.tag_ids[key] = tag_id
         return tag_id
 
@@ -338,9 +351,14 @@ class Writer:
         files were rewritten or removed are filled again from the first remaining file, and
         series and studies left without instances are deleted.
         """
+        if not self.dirty_series:
+            return  # nothing was rewritten or removed: new rows were filled by the first-path rule
+        self._rows.clear()
         with self.engine.begin() as conn:
             conn.execute(delete(series).where(~series.c.id.in_(select(instances.c.series_id))))
             conn.execute(delete(studies).where(~studies.c.id.in_(select(series.c.study_id))))
+            conn.execute(delete(tags).where(~tags.c.id.in_(select(elements.c.tag_id))))
+            self._load_tags(conn)
             for chunk in _chunks(sorted(self.dirty_series), 500):
                 study_ids = conn.execute(select(series.c.study_id).where(series.c.id.in_(chunk)).distinct())
                 self._refill(conn, series, SERIES_COLUMNS, series.c.id, chunk)
@@ -385,16 +403,17 @@ def _header_of(conn: Connection, path: str) -> dict[str, Any]:
 
 def _get_or_create(
     conn: Connection, table: Any, key: dict[str, Any], values: dict[str, Any], path: str | None = None
-) -> int:
-    """The id of the row with `key`, inserting it if needed; with `path`, the first file by path wins."""
+) -> tuple[int, str | None]:
+    """(id, key_path) of the row with `key`, inserting it if needed; with `path`, the first file by path wins."""
     where = [table.c[k] == v for k, v in key.items()]
     row = conn.execute(select(table.c.id, *([table.c.key_path] if path else [])).where(*where)).first()
     if row is None:
         extra = {"key_path": path} if path else {}
-        return conn.execute(insert(table).values(**key, **values, **extra).returning(table.c.id)).scalar_one()
+        return conn.execute(insert(table).values(**key, **values, **extra).returning(table.c.id)).scalar_one(), path
     if path and (row[1] is None or path <= row[1]):
         conn.execute(update(table).where(table.c.id == row[0]).values(key_path=path, **values))
-    return row[0]
+        return row[0], path
+    return row[0], row[1] if path else None
 
 
 def tag_values(tag: int, creator: str | None) -> dict[str, Any]:

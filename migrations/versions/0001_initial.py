@@ -15,6 +15,7 @@ depends_on = None
 
 
 # One row per element at every depth, with names instead of ids: what a SQLite browser shows.
+# private_creator is NULL for public tags and '' for a private element whose creator is missing.
 # Top-level elements store no element_path (it is their keyword), which saves a column of text.
 ELEMENT_VIEW = """
 CREATE VIEW element_view AS
@@ -30,7 +31,7 @@ SELECT f.path AS path,
        e.vm AS vm,
        e.value AS value,
        e.number AS number,
-       NULLIF(t.private_creator, '') AS private_creator,
+       CASE WHEN t.private_tag IS NOT NULL THEN t.private_creator END AS private_creator,
        COALESCE(e.element_path, CASE WHEN t.keyword <> '' THEN t.keyword ELSE t.tag_text END) AS element_path,
        e.depth AS depth,
        e.item AS item,

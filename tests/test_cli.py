@@ -1,0 +1,129 @@
+"""The command line: help with examples everywhere, clean one-line errors, scriptable exit codes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from ibash_index import __version__
+from ibash_index.cli import app
+
+from .test_build import SOURCES, make_tree
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    """`ibash-index COMMAND --help` works and shows an example."""
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.stdout and f"ibash-index {command}" in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_readme_documents_every_command(command: str) -> None:
+    """The README mentions every command."""
+    assert f"ibash-index {command}" in (REPO / "README.md").read_text()
+
+
+def test_version() -> None:
+    """--version prints the tool and pydicom versions."""
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout and "pydicom" in result.stdout
+
+
+def test_build_then_rebuild(tmp_path: Path) -> None:
+    """build prints one summary line; a rerun reports every file unchanged."""
+    root = make_tree(tmp_path / "data")
+    db = tmp_path / "x.db"
+    first = runner.invoke(app, ["build", str(root), "--db", str(db), "--workers", "1"])
+    assert first.exit_code == 0, first.output
+    assert f"{len(SOURCES) + 1} files seen: {len(SOURCES)} indexed, 0 unchanged, 1 not DICOM, 0 errors" in first.stdout
+    second = runner.invoke(app, ["build", str(root), "--db", str(db)])
+    assert second.exit_code == 0
+    assert f"0 indexed, {len(SOURCES) + 1} unchanged" in second.stdout
+    quiet = runner.invoke(app, ["build", str(root), "--db", str(db), "--quiet"])
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_sample_command(tmp_path: Path) -> None:
+    """sample writes the data set and says how many files."""
+    result = runner.invoke(app, ["sample", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "DICOM files" in result.stdout
+    again = runner.invoke(app, ["sample", str(tmp_path / "s")])
+    assert again.exit_code == 1 and again.stderr.startswith("Error: ") and "Traceback" not in again.output
+
+
+def user_error(args: list[str], match: str, quiet_stdout: bool = True) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert result.stdout == "" or not quiet_stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and match in lines[0], result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+class TestUserErrors:
+    """Errors a user can cause: one line on stderr, exit code 1, no traceback."""
+
+    def test_missing_folder(self, tmp_path: Path) -> None:
+        """A root that does not exist is named."""
+        user_error(["build", str(tmp_path / "nope"), "--db", str(tmp_path / "x.db")], "nope: no such file or folder")
+
+    def test_database_is_a_folder(self, tmp_path: Path) -> None:
+        """--db pointing at a folder is refused."""
+        user_error(["build", str(tmp_path), "--db", str(tmp_path)], "is a folder")
+
+    def test_database_is_not_sqlite(self, tmp_path: Path) -> None:
+        """A --db file that is not SQLite is left untouched."""
+        db = tmp_path / "notes.txt"
+        db.write_text("my notes")
+        user_error(["build", str(make_tree(tmp_path / "d")), "--db", str(db)], "is not a SQLite database")
+        assert db.read_text() == "my notes"
+
+    def test_database_of_another_program(self, tmp_path: Path) -> None:
+        """A SQLite file of another program is refused."""
+        db = tmp_path / "other.db"
+        sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.close()
+        user_error(["build", str(make_tree(tmp_path / "d")), "--db", str(db)], "another program")
+
+    @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+    def test_unwritable_database(self, tmp_path: Path) -> None:
+        """A database in a folder we cannot write is refused with the reason."""
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        user_error(["build", str(make_tree(tmp_path / "d")), "--db", str(locked / "x.db")], "cannot create")
+
+    def test_unwritable_database_as_root(self, tmp_path: Path) -> None:
+        """A database path under a regular file cannot be created, whoever runs it."""
+        (tmp_path / "file").write_text("")
+        user_error(["build", str(make_tree(tmp_path / "d")), "--db", str(tmp_path / "file" / "x.db")], "cannot create")
+
+    def test_nothing_indexable(self, tmp_path: Path) -> None:
+        """A folder with files but no DICOM exits 1 so scripts notice."""
+        (tmp_path / "d").mkdir()
+        (tmp_path / "d" / "a.txt").write_text("hello")
+        user_error(["build", str(tmp_path / "d"), "--db", str(tmp_path / "x.db")], "no DICOM file", quiet_stdout=False)
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    """--debug lets the exception through for a bug report."""
+    result = runner.invoke(app, ["--debug", "build", str(tmp_path / "nope"), "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 1 and result.exception is not None and not isinstance(result.exception, SystemExit)
+
+
+def test_python_dash_m_entry_point() -> None:
+    """`python -m ibash_index --help` runs the real entry point."""
+    result = subprocess.run([sys.executable, "-m", "ibash_index", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "build" in result.stdout and "Usage: ibash-index" in result.stdout
