@@ -38,7 +38,8 @@ def snapshot(db: Path) -> dict[str, set]:
         "studies": "SELECT study_instance_uid, site, patient_id, patient_name, patient_birth_date, patient_sex, "
         "study_date, study_time, study_description, accession_number, dicom_study_id, key_path FROM studies",
         "series": "SELECT st.study_instance_uid, se.series_instance_uid, se.series_number, se.modality, "
-        "se.series_description, se.manufacturer, se.key_path FROM series AS se JOIN studies AS st ON st.id = se.study_id",
+        "se.series_description, se.manufacturer, se.key_path "
+        "FROM series AS se JOIN studies AS st ON st.id = se.study_id",
         "instances": "SELECT f.path, i.site, i.sop_instance_uid, i.sop_class_uid, i.instance_number, "
         "i.transfer_syntax_uid, i.element_count, se.series_instance_uid FROM instances AS i "
         "JOIN files AS f ON f.id = i.file_id JOIN series AS se ON se.id = i.series_id",

@@ -42,7 +42,7 @@ def reference_rows(path: str | bytes, force: bool = True) -> list[tuple] | None:
     rows: list[tuple] = []
 
     def walk(dataset, prefix: str) -> None:
-        for tag in dataset.keys():
+        for tag in dataset:
             try:
                 elem = dataset[tag]
             except Exception:

@@ -39,10 +39,10 @@ def test_installed_wheel_creates_a_database(wheel: Path, tmp_path: Path) -> None
     zipfile.ZipFile(wheel).extractall(site)
     code = (
         "import ibash_index, ibash_index.migrate as m, ibash_index.store as s;"
-        "assert ibash_index.__file__.startswith(%r), ibash_index.__file__;"
-        "assert str(m.bundled_dir('migrations')).startswith(%r);"
+        f"assert ibash_index.__file__.startswith({str(site)!r}), ibash_index.__file__;"
+        f"assert str(m.bundled_dir('migrations')).startswith({str(site)!r});"
         "s.open_index('x.db').dispose(); print('ok')"
-    ) % (str(site), str(site))
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=120,
