@@ -22,6 +22,10 @@ from sqlalchemy import (
 
 # Stable constraint names keep Alembic batch migrations on SQLite deterministic
 # (https://alembic.sqlalchemy.org/en/latest/naming.html).
+# Paths compare byte-wise everywhere (the first file by path fills a study's row), so on
+# PostgreSQL they use the "C" collation rather than the database's locale.
+PathText = Text().with_variant(Text(collation="C"), "postgresql")
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -59,7 +63,7 @@ files = Table(
     "files",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("path", Text, nullable=False, comment="absolute path; bytes that are not UTF-8 shown as \\xNN"),
+    Column("path", PathText, nullable=False, comment="absolute path; bytes that are not UTF-8 shown as \\xNN"),
     Column("path_bytes", LargeBinary, nullable=False, unique=True, comment="the path exactly as the OS gives it"),
     Column("root", Text, nullable=False, comment="the crawled folder the file was found under"),
     Column("size", BigInteger, comment="bytes, when the file was read"),
@@ -86,7 +90,7 @@ studies = Table(
     Column("study_description", Text, comment="(0008,1030)"),
     Column("accession_number", Text, comment="(0008,0050)"),
     Column("dicom_study_id", Text, comment="(0020,0010) StudyID"),
-    Column("key_path", Text, comment="file whose values fill this row (the first by path)"),
+    Column("key_path", PathText, comment="file whose values fill this row (the first by path)"),
     comment="One row per Study Instance UID.",
 )
 
@@ -108,7 +112,7 @@ series = Table(
     Column("station_name", Text, comment="(0008,1010)"),
     Column("series_date", Text, comment="(0008,0021)"),
     Column("series_time", Text, comment="(0008,0031)"),
-    Column("key_path", Text, comment="file whose values fill this row (the first by path)"),
+    Column("key_path", PathText, comment="file whose values fill this row (the first by path)"),
     Index("uq_series_study_uid", "study_id", "series_instance_uid", unique=True),
     comment="One row per Series Instance UID within a study.",
 )

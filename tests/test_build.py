@@ -12,10 +12,13 @@ from pathlib import Path
 import pydicom
 import pydicom.data
 import pytest
+from sqlalchemy import text
 
 from ibash_index.build import BuildOptions, build
 from ibash_index.errors import BuildLocked
 from ibash_index.store import build_lock
+
+from .conftest import engine_for
 
 SOURCES = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "image_dfl.dcm", "ExplVR_BigEnd.dcm"]
 
@@ -30,9 +33,8 @@ def make_tree(root: Path) -> Path:
     return root
 
 
-def snapshot(db: Path) -> dict[str, set]:
-    """Every row that matters, keyed by natural keys instead of ids, without times."""
-    con = sqlite3.connect(db)
+def snapshot(db: str | Path) -> dict[str, set]:
+    """Every row that matters, keyed by natural keys instead of ids, without times (any engine)."""
     q = {
         "files": "SELECT path, root, size, mtime_ns, status, reason, warning FROM files",
         "studies": "SELECT study_instance_uid, site, patient_id, patient_name, patient_birth_date, patient_sex, "
@@ -47,16 +49,22 @@ def snapshot(db: Path) -> dict[str, set]:
         "hash, flag, element_path FROM element_view",
         "tags": "SELECT tag, private_creator, keyword, name FROM tags",
     }
+    engine = engine_for(db)
     try:
-        return {name: set(con.execute(sql)) for name, sql in q.items()}
+        with engine.connect() as con:
+            return {name: {tuple(_plain(v) for v in row) for row in con.execute(text(sql))} for name, sql in q.items()}
     finally:
-        con.close()
+        engine.dispose()
 
 
-def test_rerun_reads_nothing(tmp_path: Path) -> None:
+def _plain(value: object) -> object:
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
+def test_rerun_reads_nothing(tmp_path: Path, any_db: str) -> None:
     """A second build with nothing changed reports every file unchanged and writes no element."""
     root = make_tree(tmp_path / "data")
-    db = tmp_path / "x.db"
+    db = any_db
     first = build([root], str(db), BuildOptions(workers=2))
     assert (first.indexed, first.not_dicom, first.errors) == (len(SOURCES), 1, 0)
     before = snapshot(db)
@@ -66,10 +74,10 @@ def test_rerun_reads_nothing(tmp_path: Path) -> None:
     assert snapshot(db) == before
 
 
-def test_incremental_equals_clean_build(tmp_path: Path) -> None:
+def test_incremental_equals_clean_build(tmp_path: Path, any_db: str) -> None:
     """Adding, changing, deleting and touching files, then rebuilding, gives the rows of a clean build."""
     root = make_tree(tmp_path / "data")
-    db = tmp_path / "inc.db"
+    db = any_db
     build([root], str(db), BuildOptions(workers=2))
     files = sorted(root.rglob("*.dcm"))
     files[0].unlink()  # delete: the first file by path, which fills its study and series rows
@@ -88,10 +96,10 @@ def test_incremental_equals_clean_build(tmp_path: Path) -> None:
     assert snapshot(db) == snapshot(clean)
 
 
-def test_full_rebuild_equals_clean_build(tmp_path: Path) -> None:
+def test_full_rebuild_equals_clean_build(tmp_path: Path, any_db: str) -> None:
     """--full reads every file again and ends where a clean build ends."""
     root = make_tree(tmp_path / "data")
-    db = tmp_path / "x.db"
+    db = any_db
     build([root], str(db), BuildOptions(workers=1))
     again = build([root], str(db), BuildOptions(workers=1, full=True))
     assert again.indexed == len(SOURCES) and again.unchanged == 0

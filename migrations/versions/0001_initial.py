@@ -14,6 +14,9 @@ branch_labels = None
 depends_on = None
 
 
+# Paths compare byte-wise on every engine (see schema.PathText).
+PATH_TEXT = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+
 # One row per element at every depth, with names instead of ids: what a SQLite browser shows.
 # private_creator is NULL for public tags and '' for a private element whose creator is missing.
 # Top-level elements store no element_path (it is their keyword), which saves a column of text.
@@ -97,7 +100,7 @@ def upgrade() -> None:
         sa.Column("study_description", sa.Text(), nullable=True, comment="(0008,1030)"),
         sa.Column("accession_number", sa.Text(), nullable=True, comment="(0008,0050)"),
         sa.Column("dicom_study_id", sa.Text(), nullable=True, comment="(0020,0010) StudyID"),
-        sa.Column("key_path", sa.Text(), nullable=True, comment="file whose values fill this row (the first by path)"),
+        sa.Column('key_path', PATH_TEXT, nullable=True, comment="file whose values fill this row (the first by path)"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_studies")),
         sa.UniqueConstraint("study_instance_uid", name=op.f("uq_studies_study_instance_uid")),
         comment="One row per Study Instance UID.",
@@ -130,7 +133,7 @@ def upgrade() -> None:
     op.create_table(
         "files",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("path", sa.Text(), nullable=False, comment="absolute path; bytes that are not UTF-8 shown as \\xNN"),
+        sa.Column('path', PATH_TEXT, nullable=False, comment="absolute path; bytes that are not UTF-8 shown as \\xNN"),
         sa.Column("path_bytes", sa.LargeBinary(), nullable=False, comment="the path exactly as the OS gives it"),
         sa.Column("root", sa.Text(), nullable=False, comment="the crawled folder the file was found under"),
         sa.Column("size", sa.BigInteger(), nullable=True, comment="bytes, when the file was read"),
@@ -163,7 +166,7 @@ def upgrade() -> None:
         sa.Column("station_name", sa.Text(), nullable=True, comment="(0008,1010)"),
         sa.Column("series_date", sa.Text(), nullable=True, comment="(0008,0021)"),
         sa.Column("series_time", sa.Text(), nullable=True, comment="(0008,0031)"),
-        sa.Column("key_path", sa.Text(), nullable=True, comment="file whose values fill this row (the first by path)"),
+        sa.Column('key_path', PATH_TEXT, nullable=True, comment="file whose values fill this row (the first by path)"),
         sa.ForeignKeyConstraint(["study_id"], ["studies.id"], name=op.f("fk_series_study_id_studies")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_series")),
         comment="One row per Series Instance UID within a study.",
