@@ -7,7 +7,9 @@ python3 dev.py test    # lint and the whole test suite (what CI runs)
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -51,8 +53,28 @@ def demo() -> None:
     print(f"\nOpen {db} in any SQLite browser, or try: {cli} reports")
 
 
+# System services some tests need; installed here where we may (root with apt-get), else those tests skip.
+SYSTEM_PACKAGES = {"postgresql": "/usr/lib/postgresql/*/bin/initdb"}
+
+
+def ensure_system_packages() -> None:
+    missing = [name for name, probe in SYSTEM_PACKAGES.items() if not glob.glob(probe)]
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(f"note: {', '.join(missing)} not installed and cannot be installed here; their tests will skip")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        run("apt-get", "update", "-qq", env=env)
+        run("apt-get", "install", "-y", "-qq", *missing, env=env, stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError:
+        print(f"note: installing {', '.join(missing)} failed; their tests will skip")
+
+
 def test(args: list[str]) -> int:
     ensure_venv(dev=True)
+    ensure_system_packages()
     run(PY, "-m", "ruff", "check", ROOT, cwd=ROOT)
     run(PY, "-m", "ruff", "format", "--check", ROOT, cwd=ROOT)
     return subprocess.run([str(PY), "-m", "pytest", "-n", "2", *args], cwd=ROOT).returncode

@@ -2,7 +2,9 @@
 
 Workers parse, the main process writes: SQLite allows one writer, and one writer keeps each
 batch a single transaction, so a build killed at any moment leaves whole instances only and
-the next run picks up where it stopped (unchanged files are skipped by size and mtime).
+the next run picks up where it stopped (unchanged files are skipped by size and mtime; files
+that ended in an error are read again). A run after one that did not complete also checks
+every study and series, since the killed run could not tidy them up.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import json
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import pydicom
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import __version__
 from .crawl import Candidate, Skipped, crawl, resolve_roots
@@ -25,11 +30,42 @@ from .errors import IbashError
 from .extract import ExtractOptions, FileResult
 from .pool import Limits, Pool, default_workers, read_serial
 from .schema import builds, elements, files, instances, series, studies
-from .store import Writer, build_lock, load_file_states, open_index
+from .store import Writer, build_lock, is_url, load_file_states, open_index
 
 BATCH_FILES = 200
 BATCH_ELEMENTS = 50_000
 BATCH_SECONDS = 2.0
+MB = 1024 * 1024
+
+# The first word(s) of every reason and warning the reader writes: what the summary groups by.
+# Anything else (pydicom's own warnings) is counted as "other" and never echoed, since it may quote values.
+REASON_GROUPS = frozenset(
+    {
+        "truncated",
+        "stopped",
+        "too large",
+        "too deep",
+        "unreadable DICOM",
+        "not DICOM",
+        "cannot read",
+        "cannot stat",
+        "cannot list folder",
+        "vanished",
+        "timed out",
+        "worker killed",
+        "out of memory",
+        "internal error",
+        "not a regular file",
+        "symlink loop",
+        "dangling symlink",
+        "symlink to outside the roots",
+        "symlink to a file or folder inside the roots",
+        "padding",
+        "duplicate",
+        "undecodable",
+        "pydicom",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +83,7 @@ class BuildOptions:
 
 @dataclass
 class BuildSummary:
-    """The counts of one build, as stored in the `builds` table."""
+    """The counts of one build, as stored in the `builds` table (`groups` is not stored)."""
 
     build_id: int = 0
     files_seen: int = 0
@@ -59,16 +95,53 @@ class BuildSummary:
     removed: int = 0
     elements: int = 0
     seconds: float = 0.0
+    groups: Counter[tuple[str, str]] = field(default_factory=Counter)  # (outcome, reason group) -> files
 
     def count(self, result: FileResult) -> None:
         if result.status == "indexed":
             self.indexed += 1
-        elif result.status == "not_dicom":
+            if result.warning:
+                for group in sorted({reason_group(w) for w in result.warning.split("; ")}):
+                    self.groups["warnings", group] += 1
+            return
+        if result.status == "not_dicom":
             self.not_dicom += 1
         elif result.status == "error":
             self.errors += 1
         else:
             self.skipped += 1
+        self.groups[result.status, reason_group(result.reason or "")] += 1
+
+    def stored(self) -> dict[str, Any]:
+        """The columns of the `builds` row."""
+        return {k: v for k, v in asdict(self).items() if k not in ("build_id", "groups")}
+
+    def group_lines(self) -> list[str]:
+        """One line per outcome other than indexed, e.g. 'errors: 3 truncated, 1 too deep'."""
+        names = {"error": "errors", "not_dicom": "not DICOM", "skipped": "skipped", "warnings": "indexed with warnings"}
+        lines = []
+        for status, title in names.items():
+            counts = sorted(((n, g) for (s, g), n in self.groups.items() if s == status), key=lambda x: (-x[0], x[1]))
+            if counts:
+                lines.append(f"{title}: " + ", ".join(f"{n} {g}" for n, g in counts))
+        return lines
+
+
+def reason_group(text: str) -> str:
+    """The category a reason or warning starts with ('truncated: the file ends...' -> 'truncated')."""
+    head, _, detail = text.partition(":")
+    head = head.split(" (", 1)[0].strip()
+    if head == "not DICOM":  # every not_dicom reason says so: group by what was seen instead
+        detail = detail.strip()
+        for start, group in (
+            ("empty", "empty file"),
+            ("no DICM", "no DICM marker or element"),
+            ("no data", "no data elements"),
+        ):
+            if detail.startswith(start):
+                return group
+        return "rejected by pydicom"
+    return head if head in REASON_GROUPS else "other"
 
 
 class BuildInterrupted(IbashError):
@@ -99,8 +172,21 @@ def build(
     try:
         with build_lock(db), _signals_as_exceptions():
             return _build(engine, resolved, db, options, progress, started)
+    except OperationalError as exc:  # the database, not the files: disk full, I/O error, locked
+        raise IbashError(_database_problem(db, exc)) from None
     finally:
         engine.dispose()
+
+
+def _database_problem(db: str, exc: DBAPIError) -> str:
+    detail = str(exc.orig).strip() or type(exc.orig).__name__
+    hint = ""
+    if "full" in detail or "I/O error" in detail:
+        hint = " (is its disk full, or a file size limit reached?)"
+    return (
+        f"cannot write to the database {db}: {detail}{hint}; everything committed before is kept: "
+        "fix this and run the same command again to finish"
+    )
 
 
 def _build(
@@ -108,6 +194,10 @@ def _build(
 ) -> BuildSummary:
     summary = BuildSummary()
     with engine.begin() as conn:
+        last = select(builds.c.status).order_by(builds.c.id.desc()).limit(1)
+        if is_url(db):  # PostgreSQL: other builders of other roots may be running right now
+            last = last.where(builds.c.roots == json.dumps(roots))
+        unclean = conn.execute(last).scalar() not in (None, "complete")
         if options.full:
             for table in (elements, instances, series, studies, files):
                 conn.execute(delete(table))
@@ -127,12 +217,17 @@ def _build(
     with engine.connect() as conn:
         writer = Writer(engine, build_id, load_file_states(conn))
     status = "failed"
+    results: Iterator[FileResult] | None = None
     try:
         to_read, direct, seen = _plan(roots, options, writer, summary)
         summary.removed = writer.remove(
             p for p in list(writer.states) if p not in seen and any(_under(p, r) for r in roots)
         )
-        extract_options = ExtractOptions(max_blob=options.max_blob, site_from=options.site_from)
+        extract_options = ExtractOptions(
+            max_blob=options.max_blob,
+            site_from=options.site_from,
+            max_inflated=options.max_memory_mb * MB // 4,  # pydicom holds the inflated data set, and more
+        )
         if options.workers <= 0:
             results = read_serial(to_read, extract_options)
         else:
@@ -143,32 +238,54 @@ def _build(
             )
             results = pool.run(to_read)
         _write_all(writer, direct, results, summary, len(to_read), progress)
-        writer.refresh_hierarchy()
+        writer.refresh_hierarchy(everything=unclean or options.full)
         status = "complete"
     except (KeyboardInterrupt, _Terminated) as exc:
+        _ignore_signals()  # a second Ctrl-C must not break off the tidying up below
         status = "interrupted"
         code = 143 if isinstance(exc, _Terminated) else 130
-        what = "stopped by SIGTERM" if code == 143 else "interrupted"
+        what = "stopped by SIGTERM" if code == 143 else "interrupted (Ctrl-C)"
+        recorded = _written(engine, build_id, summary)
         raise BuildInterrupted(
-            f"build {what}: {summary.indexed} files committed, the open batch rolled back; "
-            f"run the same command again to finish",
+            f"build {what}: the {recorded} files written so far are kept and the batch being written was "
+            "rolled back; run the same command again to finish (files already written are not read again)",
             code,
         ) from None
     finally:
+        if results is not None:
+            with suppress(Exception):
+                results.close()  # type: ignore[attr-defined]  # stops the workers now
         summary.elements = writer.elements_written
         summary.seconds = round(time.monotonic() - started, 3)
-        with engine.begin() as conn:
-            counts = {k: v for k, v in asdict(summary).items() if k != "build_id"}
+        # Best effort: with the disk full this fails too, and the next build sees a run that did not complete.
+        with suppress(DBAPIError), engine.begin() as conn:
             conn.execute(
-                update(builds).where(builds.c.id == build_id).values(status=status, finished_at=_now(), **counts)
+                update(builds)
+                .where(builds.c.id == build_id)
+                .values(status=status, finished_at=_now(), **summary.stored())
             )
     return summary
+
+
+def _written(engine, build_id: int, summary: BuildSummary) -> int:
+    """Files this build has committed: asked of the database, as the signal may have come between commit and count."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(files).where(files.c.build_id == build_id)
+            ).scalar_one()
+    except DBAPIError:
+        return summary.indexed + summary.not_dicom + summary.errors + summary.skipped
 
 
 def _plan(
     roots: list[str], options: BuildOptions, writer: Writer, summary: BuildSummary
 ) -> tuple[list[Candidate], list[FileResult], set[bytes]]:
-    """Split what the crawl finds into files to read, entries to record as they are, and unchanged files."""
+    """Split what the crawl finds into files to read, entries to record as they are, and unchanged files.
+
+    A file is unchanged when its size and mtime match and it was indexed or found not DICOM;
+    errors are read again, as their cause (a limit, a permission, a worker killed) may be gone.
+    """
     to_read: list[Candidate] = []
     direct: list[FileResult] = []
     seen: set[bytes] = set()
@@ -183,7 +300,7 @@ def _plan(
             state is not None
             and state.size == item.size
             and state.mtime_ns == item.mtime_ns
-            and state.status != "skipped"
+            and state.status in ("indexed", "not_dicom")
         ):
             summary.unchanged += 1
         else:
@@ -199,10 +316,10 @@ def _write_all(
     total: int,
     progress: Progress | None,
 ) -> None:
-    for r in direct:
-        summary.count(r)
     if direct:
         writer.write(direct)
+    for r in direct:
+        summary.count(r)
     batch: list[FileResult] = []
     batch_elements = 0
     last = time.monotonic()
@@ -235,17 +352,25 @@ class _Terminated(Exception):
     """SIGTERM, raised in the main thread so the open batch unwinds like Ctrl-C."""
 
 
+def _ignore_signals() -> None:
+    with suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 @contextmanager
 def _signals_as_exceptions() -> Iterator[None]:
     def on_term(signum: int, frame: object) -> None:
         raise _Terminated()
 
     try:
-        previous = signal.signal(signal.SIGTERM, on_term)
+        previous_term = signal.signal(signal.SIGTERM, on_term)
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
+    previous_int = signal.getsignal(signal.SIGINT)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)

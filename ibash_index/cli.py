@@ -147,6 +147,8 @@ def build(
             f"{summary.not_dicom} not DICOM, {summary.errors} errors, {summary.skipped} skipped, "
             f"{summary.removed} removed; {summary.elements} elements in {summary.seconds:.1f} s"
         )
+        for line in summary.group_lines():  # e.g. "  errors: 3 truncated, 1 too deep"
+            typer.echo(f"  {line}")
     if summary.errors and not quiet:
         typer.echo(f"see why with: ibash-index report errors --db {db}", err=True)
     if summary.indexed == 0 and summary.unchanged == 0 and summary.files_seen:
@@ -207,3 +209,344 @@ class _ProgressBar:
         if self.bar is None:
             self.bar = tqdm(unit=self.unit, file=sys.stderr, dynamic_ncols=True)
         self.bar.update(n)
+
+
+# --------------------------------------------------------------------------
+# reports and queries: run read-only SQL, print the rows as a table, CSV, JSON or Markdown
+
+_FORMATS = ("table", "csv", "json", "markdown")
+
+
+def _check_format(value: str) -> str:
+    if value.lower() not in _FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(_FORMATS)}")
+    return value.lower()
+
+
+FormatOption = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        callback=_check_format,
+        help="table (fits the terminal; long values cut with …), csv (for spreadsheets), json or markdown.",
+    ),
+]
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write to this file instead of the terminal.", show_default=False)
+]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="NAME=VALUE for the SQL's :NAME; repeat for more.", show_default=False),
+]
+
+
+@app.command("reports")
+@_user_errors
+def list_reports(fmt: FormatOption = "table", output: OutputOption = None) -> None:
+    """List the saved reports: name, title and parameters (optional ones in brackets).
+
+    Example:
+
+        ibash-index reports
+    """
+    from .reports import QueryResult, load_reports
+
+    rows: list[tuple[Any, ...]] = [
+        (r.cli_name, r.title, " ".join(p.name if p.default is None else f"[{p.name}]" for p in r.params.values()))
+        for r in load_reports().values()
+    ]
+    _emit(QueryResult(["name", "title", "params"], rows), fmt, output)
+
+
+@app.command()
+@_user_errors
+def report(
+    name: Annotated[str, typer.Argument(help="A report, as `ibash-index reports` lists it.", show_default=False)],
+    param: ParamOption = None,
+    db: DbOption = "ibash.db",
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
+    sql: Annotated[bool, typer.Option("--sql", help="Print the report's SQL file instead of running it.")] = False,
+) -> None:
+    """Run a saved report on the database, read-only, with -p NAME=VALUE for its parameters.
+
+    Example:
+
+        ibash-index report tag-values -p tag=MagneticFieldStrength --db ibash.db
+    """
+    from .reports import find_report, run_saved_report
+
+    if sql:
+        _write(find_report(name).sql, output)
+        return
+    _emit(run_saved_report(db, name, _params(param)), fmt, output)
+
+
+@app.command()
+@_user_errors
+def query(
+    sql: Annotated[str, typer.Argument(help="One SELECT (or WITH … SELECT) statement.", show_default=False)],
+    param: ParamOption = None,
+    db: DbOption = "ibash.db",
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
+) -> None:
+    """Run your own SELECT on the database, read-only; -p NAME=VALUE binds its :NAME parameters.
+
+    Example:
+
+        ibash-index query "SELECT site, COUNT(*) FROM instances GROUP BY site" --db ibash.db
+    """
+    from .reports import run_sql
+
+    _emit(run_sql(db, sql, _params(param)), fmt, output)
+
+
+def _params(pairs: list[str] | None) -> dict[str, str]:
+    """-p NAME=VALUE options as a dict."""
+    from .errors import BadReportParams
+
+    values: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadReportParams(f"-p takes NAME=VALUE, got {pair!r}")
+        if key in values:
+            raise BadReportParams(f"-p {key} is given twice")
+        values[key] = value
+    return values
+
+
+def _emit(result: Any, fmt: str, output: Path | None) -> None:
+    """Print (or write to `output`) a QueryResult in the chosen format."""
+    import shutil
+
+    if fmt == "csv":
+        text = _csv(result.columns, result.rows)
+    elif fmt == "json":
+        text = _json(result.columns, result.rows)
+    elif fmt == "markdown":
+        text = _markdown(result.columns, result.rows)
+    else:
+        to_terminal = output is None and sys.stdout.isatty()
+        text = _table(result.columns, result.rows, shutil.get_terminal_size((80, 24)).columns if to_terminal else 80)
+    # Excel reads a CSV file as UTF-8 only when it starts with a byte order mark.
+    _write(text, output, bom=fmt == "csv")
+    if output is not None:
+        typer.echo(f"{len(result.rows)} rows written to {_safe(str(output))}", err=True)
+
+
+def _write(text: str, output: Path | None, bom: bool = False) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fp:
+            fp.write(text)
+    except OSError as exc:
+        raise IbashError(f"cannot write {output}: {exc.strerror}") from None
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON and CSV can hold: bytes as hex, anything unusual as text."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    """One cell as terminal-safe text: control characters escaped, whole floats without .0."""
+    value = _plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        value = int(value)
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(value))
+
+
+def _width(text: str) -> int:
+    """Terminal columns `text` takes: wide East Asian characters take two, combining marks none."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _cut(text: str, width: int) -> str:
+    """`text` in at most `width` columns, ending in … when it had to be cut."""
+    if _width(text) <= width:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = _width(ch)
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    space = " " * (width - _width(text))
+    return space + text if right else text + space
+
+
+def _table(columns: list[str], rows: list[tuple[Any, ...]], width: int) -> str:
+    """Aligned columns that fit in `width`; too many columns for that turn into one block per row."""
+    heads = [_text(c) for c in columns]
+    cells = [[_text(v) for v in row] for row in rows]
+    numeric = [
+        any(row[i] is not None for row in rows)
+        and all(row[i] is None or (isinstance(row[i], (int, float)) and not isinstance(row[i], bool)) for row in rows)
+        for i in range(len(columns))
+    ]
+    data = [max([_width(row[i]) for row in cells], default=0) for i in range(len(heads))]
+    widths = [max(_width(h), d) for h, d in zip(heads, data)]
+    budget = width - 2 * (len(columns) - 1)
+    # First cut headers that are wider than their values (to 9), then the columns wider than 12
+    # (not tags, numbers or codes) down to 6, widest first each time.
+    for floor in ([max(d, min(w, 9)) for d, w in zip(data, widths)], [w if w <= 12 else 6 for w in widths]):
+        floor = [min(f, w) for f, w in zip(floor, widths)]
+        while sum(widths) > budget and any(w > f for w, f in zip(widths, floor)):
+            i = max((k for k in range(len(widths)) if widths[k] > floor[k]), key=lambda k: widths[k] - floor[k])
+            widths[i] -= 1
+    if not columns or sum(widths) > budget:
+        return _blocks(heads, cells, width)
+
+    def line(values: list[str], align: bool = True) -> str:
+        parts = [_pad(_cut(v, w), w, align and numeric[i]) for i, (v, w) in enumerate(zip(values, widths))]
+        return "  ".join(parts).rstrip() + "\n"
+
+    out = [line(heads, align=False), line(["-" * w for w in widths], align=False)]
+    out += [line(row) for row in cells]
+    return "".join(out)
+
+
+def _blocks(heads: list[str], cells: list[list[str]], width: int) -> str:
+    """One block of `column  value` lines per row, like psql's expanded display."""
+    label = min(max((_width(h) for h in heads), default=0), width // 3)
+    out = []
+    for n, row in enumerate(cells, start=1):
+        title = f"-[ row {n} ]"
+        out.append(title + "-" * max(0, width - len(title)) + "\n")
+        for head, value in zip(heads, row):
+            out.append(f"{_pad(_cut(head, label), label, False)}  {_cut(value, width - label - 2)}".rstrip() + "\n")
+    return "".join(out)
+
+
+def _markdown(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """A GitHub-flavoured Markdown table: nothing cut, | escaped."""
+
+    def row(values: list[str]) -> str:
+        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |\n"
+
+    numeric = [
+        any(r[i] is not None for r in rows) and all(r[i] is None or isinstance(r[i], (int, float)) for r in rows)
+        for i in range(len(columns))
+    ]
+    out = [row([_text(c) for c in columns]), row(["---:" if n else "---" for n in numeric])]
+    out += [row([_text(v) for v in r]) for r in rows]
+    return "".join(out)
+
+
+def _csv(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """RFC 4180 CSV; text a spreadsheet would run as a formula gets a leading ' (OWASP's advice)."""
+    import csv
+    import io
+
+    def cell(value: Any) -> Any:
+        value = _plain(value)
+        if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(value):
+            return "'" + value
+        return value
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    writer.writerows([cell(v) for v in row] for row in rows)
+    return buffer.getvalue()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _json(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """A JSON list with one object per row."""
+    import json
+
+    return json.dumps([dict(zip(columns, map(_plain, row))) for row in rows], ensure_ascii=False, indent=2) + "\n"
+
+
+# --------------------------------------------------------------------------
+# beyond the terminal: files for other tools, a web page, a browser
+
+
+@app.command()
+@_user_errors
+def export(
+    out: Annotated[Path, typer.Argument(help="Folder to write one file per table into.", show_default=False)],
+    db: DbOption = "ibash.db",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet (DuckDB, Spark, BigQuery) or csv.")] = "parquet",
+    quiet: QuietOption = False,
+) -> None:
+    """Export every table and element_view as Parquet or CSV files, streaming (memory stays flat).
+
+    Example:
+
+        ibash-index export ./parquet --db ibash.db && duckdb -c "SELECT count(*) FROM 'parquet/elements.parquet'"
+    """
+    from .export import export as run_export
+
+    progress = None if quiet else lambda name, rows: typer.echo(f"{name}: {rows} rows", err=True)
+    counts = run_export(db, out, fmt.lower(), progress)
+    if not quiet:
+        typer.echo(f"{len(counts)} files, {sum(counts.values())} rows in {out}")
+
+
+@app.command()
+@_user_errors
+def serve(
+    db: DbOption = "ibash.db",
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback exposes patient data.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+) -> None:
+    """Browse the database in Datasette (read-only), with every saved report as a canned query.
+
+    Needs the web extra: pip install 'ibash-index[web]'.
+
+    Example:
+
+        ibash-index serve --db ibash.db --port 8001
+    """
+    from .web import serve as run_serve
+
+    raise typer.Exit(run_serve(db, host, port))
+
+
+@app.command()
+@_user_errors
+def compare(
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("compare.html"),
+    db: DbOption = "ibash.db",
+) -> None:
+    """Write one self-contained HTML page that puts the sites side by side (no network needed to view it).
+
+    Counts, scanners, the tag-presence heatmap, private creators, the PHI inventory (without values)
+    and acquisition parameters with the values that differ between sites highlighted.
+
+    Example:
+
+        ibash-index compare --db ibash.db --output sites.html
+    """
+    from .compare import compare as run_compare
+
+    typer.echo(f"wrote {run_compare(db, output)}")

@@ -54,9 +54,15 @@ def crawl(roots: Sequence[str], follow_symlinks: bool = False) -> Iterator[Candi
     seen_files: set[bytes] = set()
     broots = [os.fsencode(r) for r in roots]
     for root, broot in zip(roots, broots):
-        if os.path.isfile(broot):
+        try:
             st = os.stat(broot)
-            if broot not in seen_files:
+        except OSError as exc:
+            yield Skipped(broot, root, "error", f"cannot stat: {exc.strerror or exc}")
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISREG(st.st_mode):
+                yield Skipped(broot, root, "skipped", f"not a regular file ({_kind(st.st_mode)})")
+            elif broot not in seen_files:
                 seen_files.add(broot)
                 yield Candidate(broot, root, st.st_size, st.st_mtime_ns)
             continue
@@ -94,7 +100,11 @@ def _classify(entry: os.DirEntry[bytes], roots: list[bytes], follow_symlinks: bo
             try:
                 os.stat(entry.path)
             except OSError as exc:
-                return "symlink loop" if exc.errno == errno.ELOOP else "dangling symlink"
+                if exc.errno == errno.ELOOP:
+                    return "symlink loop"
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    return "dangling symlink"
+                raise
             target = os.path.realpath(entry.path)
             if any(_inside(target, r) for r in roots):
                 return "symlink to a file or folder inside the roots (read under its own name)"

@@ -35,12 +35,23 @@ FORMATS = ("parquet", "csv")
 
 
 def export(
-    engine: Engine, out: Path, fmt: str = "parquet", progress: Callable[[str, int], None] | None = None
+    db: str, out: Path, fmt: str = "parquet", progress: Callable[[str, int], None] | None = None
 ) -> dict[str, int]:
-    """Write every table and element_view to `out/<name>.<fmt>`; return rows written per name."""
+    """Write every table and element_view of `db` to `out/<name>.<fmt>`; return rows written per name."""
+    from .store import open_index
+
     if fmt not in FORMATS:
         raise IbashError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    writer = _parquet if fmt == "parquet" else _csv
+    engine = open_index(db, create=False, readonly=True)
+    try:
+        return _export(engine, out, _parquet if fmt == "parquet" else _csv, fmt, progress)
+    finally:
+        engine.dispose()
+
+
+def _export(
+    engine: Engine, out: Path, writer: Callable, fmt: str, progress: Callable[[str, int], None] | None
+) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     sources = {t.name: {c.name: c for c in t.columns} for t in metadata.sorted_tables}
     sources["element_view"] = ELEMENT_VIEW

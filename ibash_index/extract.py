@@ -3,21 +3,35 @@
 Runs in worker processes, so everything returned is plain Python data that pickles cheaply.
 Values are whatever pydicom decodes (per Specific Character Set, which pydicom tracks into
 sequence items); the fidelity tests compare the rows with pydicom element by element.
+
+Files from the wild are cut short, padded, nested absurdly deep or deflated into bombs. pydicom
+reads many of them without a word, so the reader checks what pydicom met against the size of
+the file before anything is extracted: a file is never indexed from part of its header as if
+it were whole (see `_inspect`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
+import re
+import stat
+import sys
 import warnings
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import pydicom
+import pydicom.charset
+import pydicom.valuerep
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_partial, read_preamble
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
@@ -71,6 +85,7 @@ class ExtractOptions:
     max_blob: int = 256
     defer_size: int = 64 * 1024
     site_from: str = "InstitutionName"
+    max_inflated: int = 512 * 1024 * 1024  # bytes a deflated data set may inflate to; 0 = no limit
 
 
 @dataclass
@@ -115,21 +130,56 @@ class _Walker:
         self.options = options
         self.rows: list[tuple] = []
         self.header: dict[str, Any] = {}
+        self.skip_top: set[int] = set()  # top-level tags that are not data (zero padding)
+        self._charsets: dict[int, Any] = {}
 
     def walk(self, ds: Dataset, parent: int | None, item: int | None, depth: int, prefix: str) -> None:
+        if depth > MAX_DEPTH:
+            raise _TooDeep()
         for tag in list(ds.keys()):
+            if depth == 0 and int(tag) in self.skip_top:
+                continue
             self.element(ds, int(tag), parent, item, depth, prefix)
 
     def element(self, ds: Dataset, tag: int, parent: int | None, item: int | None, depth: int, prefix: str) -> None:
         raw = ds.get_item(tag, keep_deferred=True)
         length = raw.length if isinstance(raw, RawDataElement) else None
         creator = _private_creator(ds, tag)
+        known = self._known_value(ds, tag, creator, raw) if isinstance(raw, RawDataElement) else None
+        if known is not None:
+            vr, vm, text, number, messages = known
+            for message in messages:  # what pydicom said the first time, said again for this file
+                warnings.warn(message, UserWarning, stacklevel=1)
+            path = f"{prefix}{_path_name(tag)}" if depth else None
+            row = (
+                len(self.rows),
+                parent,
+                item,
+                depth,
+                tag,
+                creator,
+                vr,
+                vm,
+                text,
+                number,
+                length,
+                None,
+                None,
+                path,
+                None,
+            )
+            self.rows.append(row)
+            if depth == 0 and tag in HIERARCHY_TAGS:
+                self.header[HIERARCHY_TAGS[tag]] = number if number is not None and tag in NUMBER_TAGS else text
+            return
         flag = None
         try:
             if isinstance(raw, RawDataElement) and raw.value is None and raw.length and raw.VR in BINARY_VRS:
                 elem = None  # a large binary value left in the file: hashed from there, never loaded whole
             else:
                 elem = ds[tag]
+        except (MemoryError, RecursionError):
+            raise  # about the whole file, not this element
         except Exception as exc:  # pydicom could not convert it: keep the raw bytes, flagged
             elem = None
             flag = f"{type(exc).__name__}: {exc}"
@@ -164,6 +214,54 @@ class _Walker:
         if elem is not None and elem.VR == "SQ":
             for i, child in enumerate(elem.value):
                 self.walk(child, seq, i, depth + 1, f"{prefix}{name}[{i}].")
+
+    def _known_value(self, ds: Dataset, tag: int, creator: str | None, raw: RawDataElement) -> tuple | None:
+        """(vr, vm, text, number, warnings) of a text or number value, converted once per distinct raw value.
+
+        Most header values repeat from file to file of a series; converting each distinct one
+        once (with pydicom, so the result is exactly pydicom's) is most of the speed of a build.
+        The key holds everything conversion depends on: tag, private creator, VR, byte order,
+        character set and the raw bytes. Ambiguous VRs (resolved from other elements) are not cached.
+        """
+        if raw.value is None:
+            return None
+        vr = raw.VR
+        if vr is None:  # implicit VR: the dictionary decides, for public tags only
+            vr = None if (tag >> 16) & 1 else _dictionary_vr(tag)
+        if vr not in CACHED_VRS:
+            return None
+        key = (tag, creator, raw.VR, raw.is_little_endian, self._charset(ds, tag), raw.value)
+        known = _KNOWN_VALUES.get(key)
+        if known is None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    elem = ds[tag]
+                except Exception:
+                    return None  # the general path converts it again and flags it
+            if elem.VR not in CACHED_VRS:
+                return None
+            vm = elem.VM
+            number = None
+            if vm == 1 and elem.VR in NUMERIC_VRS:
+                with contextlib.suppress(TypeError, ValueError, OverflowError):
+                    number = float(elem.value)
+            known = (elem.VR, vm, value_text(elem.value), number, tuple(str(w.message) for w in caught))
+            if len(_KNOWN_VALUES) >= KNOWN_VALUES_MAX:
+                _KNOWN_VALUES.clear()
+            _KNOWN_VALUES[key] = known
+        return known
+
+    def _charset(self, ds: Dataset, tag: int) -> Any:
+        """The character set pydicom decodes this data set's text with (as Dataset.__getitem__ picks it)."""
+        if tag == 0x00080005:
+            return None
+        key = id(ds)
+        charset = self._charsets.get(key)
+        if charset is None:
+            found = ds.original_character_set or ds._character_set
+            charset = self._charsets[key] = tuple(found) if isinstance(found, (list, MultiValue)) else found
+        return charset
 
     def _value_row(
         self,
@@ -245,6 +343,21 @@ class _Walker:
         return self.fp.read(length)
 
 
+# Values whose conversion depends only on their own bytes (and the key in _known_value).
+CACHED_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
+                        "ST", "SV", "TM", "UC", "UI", "UL", "UR", "US", "UT", "UV"})  # fmt: skip
+KNOWN_VALUES_MAX = 200_000  # per worker process; cleared when full
+_KNOWN_VALUES: dict[tuple, tuple] = {}
+
+
+@functools.lru_cache(maxsize=4096)
+def _dictionary_vr(tag: int) -> str | None:
+    try:
+        return pydicom.datadict.dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
 def _encapsulated_length(fp: BinaryIO, offset: int) -> int:
     """Bytes of an undefined-length value (items up to the sequence delimiter), found by skipping items."""
     fp.seek(offset)
@@ -309,7 +422,12 @@ def _sha1(data: bytes) -> str:
 
 
 def looks_like_dicom(head: bytes) -> bool:
-    """Recognise DICOM by content: the DICM marker, or a plausible first element (no preamble)."""
+    """Recognise DICOM by content: the DICM marker, or a plausible first element (no preamble).
+
+    Without the marker the first element must be in a group that starts a data set and have
+    either a known VR (explicit VR) or a small length (implicit VR): `.DS_Store` files start
+    with (0000,0100), so the group alone is not enough.
+    """
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
     if len(head) < 8:
@@ -317,49 +435,487 @@ def looks_like_dicom(head: bytes) -> bool:
     for order in ("little", "big"):
         group = int.from_bytes(head[0:2], order)
         elem = int.from_bytes(head[2:4], order)
-        if group in (0x0000, 0x0002, 0x0004, 0x0008) and elem <= 0x0100:
+        if group not in (0x0000, 0x0002, 0x0004, 0x0008) or elem > 0x0100:
+            continue
+        if head[4:6] in _VR_BYTES:
+            return True
+        if order == "little" and int.from_bytes(head[4:8], "little") <= FIRST_ELEMENT_MAX:
             return True
     return False
 
 
+_VR_BYTES = frozenset(vr.encode() for vr in pydicom.valuerep.VR if len(vr) == 2)
+FIRST_ELEMENT_MAX = 0x10000  # bytes: the first element of a data set is a group length or a short string
+
+
+class _TooDeep(Exception):
+    """Sequences nested deeper than MAX_DEPTH."""
+
+
+class _Source:
+    """The file as pydicom reads it, remembering where the bytes ran out.
+
+    pydicom stops without a word when a file ends inside an element header, and skips past the
+    end of the file for a deferred value; reads that come back short and seeks past the end are
+    recorded here so that a cut file is never passed off as complete. pydicom rereads deferred
+    values through this object, so it also keeps a `name`.
+    """
+
+    def __init__(self, fd: int, name: str) -> None:
+        self._fp = os.fdopen(fd, "rb")
+        self.name = name
+        self.size = os.fstat(fd).st_size
+        self.short: list[tuple[int, int, int]] = []  # (offset, bytes asked for, bytes read)
+        self.beyond: list[int] = []  # seek targets past the end
+        self.last_read = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._fp.closed
+
+    def fileno(self) -> int:
+        return self._fp.fileno()
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            self.last_read = -1
+            return self._fp.read()
+        at = self._fp.tell()
+        data = self._fp.read(size)
+        self.last_read = size
+        if len(data) < size:
+            self.short.append((at, size, len(data)))
+        return data
+
+    def peek_raw(self, offset: int, size: int) -> bytes:
+        """Bytes at `offset` without recording anything or moving the read position."""
+        here = self._fp.tell()
+        try:
+            self._fp.seek(offset)
+            return self._fp.read(size)
+        finally:
+            self._fp.seek(here)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        at = self._fp.seek(offset, whence)
+        if at > self.size:
+            self.beyond.append(at)
+        return at
+
+    def tell(self) -> int:
+        return self._fp.tell()
+
+    def close(self) -> None:
+        self._fp.close()
+
+    def forget(self) -> None:
+        self.short.clear()
+        self.beyond.clear()
+
+
+@dataclass(frozen=True)
+class _Header:
+    """A top-level element header as the parser met it: tag, VR (None: implicit), length, value offset."""
+
+    tag: int
+    vr: str | None
+    length: int
+    at: int
+
+    @property
+    def end(self) -> int | None:
+        return None if self.length == UNDEFINED else self.at + self.length
+
+
+@dataclass
+class _Findings:
+    """What the structure check found: a reason to reject the file, or warnings to keep with it."""
+
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    skip: set[int] = field(default_factory=set)  # top-level tags that are padding, not data
+
+    def problem(self, message: str, *, in_pixels: bool) -> None:
+        """A cut or unread part: only a warning when the header is whole (it is in or after pixel data)."""
+        if in_pixels:
+            self.warnings.append(message)
+        elif self.error is None:
+            self.error = message
+
+
+MAX_DEPTH = 100  # sequence levels; real files nest a handful, SR trees a few dozen
+RECURSION_FRAMES = 1200  # Python frames granted to one read: pydicom parses nested sequences recursively
+DEFLATED = "1.2.840.10008.1.2.1.99"
+OUT_OF_MEMORY = "out of memory"
+TOO_DEEP = f"too deep: sequences nested more than {MAX_DEPTH} levels deep, not read"
+_MB = 1024 * 1024
+
+
 def read_file(path: bytes, root: str, options: ExtractOptions) -> FileResult:
-    """Read one file and extract all its elements; never raises for bad input."""
+    """Read one file and extract all its elements; never raises for bad input.
+
+    The outcome is `indexed` (with `warning` set when something is missing or odd), `not_dicom`,
+    `skipped` (not a regular file by the time it is read) or `error`, always with a reason that
+    starts with a short category ("truncated: ...", "cannot read: ...") that reports group by.
+    """
     result = FileResult(path_bytes=path, root=root, status="error")
     try:
-        # A str name (surrogate-escaped if need be) lets pydicom reopen the file for deferred values.
-        with open(os.fsdecode(path), "rb") as fp:
-            st = os.fstat(fp.fileno())
-            result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
-            head = fp.read(132)
-            if not looks_like_dicom(head):
-                result.status, result.reason = "not_dicom", _not_dicom_reason(head)
-                return result
-            fp.seek(0)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                ds = pydicom.dcmread(fp, defer_size=options.defer_size, force=True)
-                walker = _Walker(fp, options)
-                walker.walk(ds.file_meta, None, None, 0, "")
-                walker.walk(ds, None, None, 0, "")
-            if not walker.rows:
-                result.status, result.reason = "not_dicom", "no DICOM data elements found"
-                return result
-    except InvalidDicomError as exc:
-        result.status, result.reason = "not_dicom", str(exc)
+        # O_NONBLOCK: a file replaced by a FIFO since it was listed must not block the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        result.reason = "vanished: the file was deleted or moved after it was listed"
         return result
     except OSError as exc:
         result.reason = f"cannot read: {exc.strerror or exc}"
         return result
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # replaced by a FIFO, a folder or a device since it was listed
+            result.status, result.reason = "skipped", f"not a regular file ({_kind(st.st_mode)})"
+            os.close(fd)
+            return result
+        # A str name (surrogate-escaped if need be) lets pydicom name the file in its own messages.
+        src = _Source(fd, os.fsdecode(path))
+    except OSError as exc:
+        os.close(fd)
+        result.reason = f"cannot read: {exc.strerror or exc}"
+        return result
+    result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
+    try:
+        return _read(src, result, options, path, root)
+    finally:
+        src.close()
+
+
+def _read(src: _Source, result: FileResult, options: ExtractOptions, path: bytes, root: str) -> FileResult:
+    headers: list[_Header] = []
+    try:
+        head = src.peek_raw(0, 4096)
+        if not looks_like_dicom(head):
+            result.status, result.reason = "not_dicom", _not_dicom_reason(head)
+            return result
+        start = _deflated_start(src) if DEFLATED.encode() in head else None
+        deflated = start is not None
+        if start is not None:
+            result.reason = _check_deflated(src, start, options.max_inflated)
+            if result.reason:
+                return result
+        with warnings.catch_warnings(record=True) as caught, _recursion_room():
+            warnings.simplefilter("always")
+
+            def record(tag: BaseTag, vr: str | None, length: int) -> bool:
+                if src.last_read != 2:  # 2: the VR look-ahead of the first element, not an element
+                    headers.append(_Header(int(tag), vr, length, src.tell()))
+                return False
+
+            ds = read_partial(src, stop_when=None if deflated else record, defer_size=options.defer_size, force=True)
+            stream = ds.buffer if ds.buffer is not None else src
+            findings = _inspect(ds, src, stream, headers, deflated, [str(w.message) for w in caught])
+            if findings.error:
+                result.reason = findings.error
+                return result
+            walker = _Walker(stream, options)
+            walker.skip_top = findings.skip
+            walker.walk(ds.file_meta, None, None, 0, "")
+            walker.walk(ds, None, None, 0, "")
+        if not walker.rows:
+            result.status, result.reason = "not_dicom", "not DICOM: no data elements found"
+            return result
+    except InvalidDicomError as exc:
+        result.status, result.reason = "not_dicom", f"not DICOM: {exc}"
+        return result
+    except MemoryError:
+        result.reason = f"{OUT_OF_MEMORY}: reading it needs more memory than this process may use"
+        return result
+    except (RecursionError, _TooDeep):
+        result.reason = TOO_DEEP
+        return result
+    except OSError as exc:
+        if exc.errno is not None:  # the disk, not the data: pydicom raises errno-less OSErrors for bad data
+            result.reason = f"cannot read: {exc.strerror or exc}"
+        else:
+            result.reason = _truncation_reason(src, headers) or f"unreadable DICOM: {_describe(exc)}"
+        return result
     except Exception as exc:  # pydicom raises many types on broken data
-        result.reason = f"unreadable DICOM: {type(exc).__name__}: {exc}"
+        result.reason = _truncation_reason(src, headers) or f"unreadable DICOM: {_describe(exc)}"
         return result
     header = walker.header
     header["site"] = _site(ds, path, root, options.site_from)
     result.status, result.header, result.rows = "indexed", header, walker.rows
-    messages = sorted({str(w.message) for w in caught})
-    if messages:
-        result.warning = "; ".join(messages)[:2000]
+    notes = list(findings.warnings)
+    flagged = sum(1 for row in walker.rows if row[14] is not None)
+    if flagged:
+        notes.append(
+            f"undecodable: {flagged} element{'s' if flagged > 1 else ''} could not be decoded "
+            "(raw bytes kept, see elements.flag)"
+        )
+    notes.extend(_pydicom_warnings(str(w.message) for w in caught))
+    if notes:
+        # "; " separates warnings (reports split on it), so it must not occur inside one
+        result.warning = "; ".join(n.replace("; ", ", ") for n in notes)[:2000]
     return result
+
+
+def _deflated_start(src: _Source) -> int | None:
+    """Where the data set starts, if the file meta says it is deflated; None otherwise."""
+    try:
+        src.seek(0)
+        read_preamble(src, True)
+        meta = _read_file_meta_info(src)
+        return src.tell() if meta.get("TransferSyntaxUID") == DEFLATED else None
+    except Exception:
+        return None  # pydicom will say what is wrong when it reads the file
+    finally:
+        src.seek(0)
+        src.forget()  # this look-ahead is not the read whose short reads count
+
+
+def _check_deflated(src: _Source, start: int, limit: int) -> str | None:
+    """Inflate the data set once, discarding the output, to bound what pydicom will hold in memory.
+
+    pydicom inflates a deflated data set whole: a few hundred KB can become gigabytes.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total, offset = 0, start
+    try:
+        while not inflater.eof:
+            chunk = src.peek_raw(offset, _MB)
+            if not chunk:
+                break
+            offset += len(chunk)
+            while chunk and not inflater.eof:
+                total += len(inflater.decompress(chunk, 16 * _MB))
+                if limit and total > limit:
+                    return (
+                        f"too large: the deflated data set inflates to more than {limit // _MB} MB "
+                        "(a deflate bomb?), not read: the limit is a quarter of --max-memory"
+                    )
+                chunk = inflater.unconsumed_tail
+    except zlib.error as exc:
+        return f"unreadable DICOM: the deflated data set is corrupt ({exc})"
+    if not inflater.eof:
+        return f"truncated: the file ends at byte {src.size} inside the deflated data set"
+    return None
+
+
+@contextlib.contextmanager
+def _recursion_room() -> Iterator[None]:
+    """The same recursion budget for every read, wherever it is called from (workers or in process)."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + RECURSION_FRAMES)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def _inspect(
+    ds: Dataset, src: _Source, stream: Any, headers: list[_Header], deflated: bool, messages: list[str]
+) -> _Findings:
+    """Check that parsing reached the end of the file and that no element runs past it.
+
+    `headers` are the top-level element headers in file order (for a deflated file, rebuilt from
+    what pydicom kept). In turn: no data set at all; the last element running past the end; an
+    undefined-length value without its delimiter; bytes after the last element (zero padding, a
+    cut header, or parsing that stopped early); tags that occur twice.
+    """
+    found = _Findings()
+    end_of_parse = stream.tell()
+    if deflated:
+        size = stream.seek(0, 2)
+        stream.seek(end_of_parse)
+        headers = sorted((_header_of(t, e) for t, e in ds._dict.items()), key=lambda h: h.at)
+    else:
+        size = src.size
+    if not headers:
+        if not len(ds) and ds.file_meta:
+            found.error = (
+                f"truncated: the file ends at byte {size}, right after the file meta information: "
+                "no data set after the file meta"
+            )
+        return found
+    pixels = next((h.at for h in headers if h.tag in PIXEL_TAGS), None)
+
+    def in_pixels(at: int) -> bool:
+        return pixels is not None and at >= pixels
+
+    # Zero bytes after the data set parse as empty (0000,0000) elements: padding, if all zero to the end.
+    kept = len(headers)
+    while kept and headers[kept - 1].tag == 0 and headers[kept - 1].length == 0:
+        kept -= 1
+    padding = headers[kept:] if kept else []
+    real = headers[:kept] if padding else headers
+    last = real[-1]
+    if last.end is not None and last.end > size:
+        _overrun(found, ds, last, size, in_pixels(last.at))
+        return found
+    if any(m.startswith("End of file reached before delimiter") for m in messages):
+        # pydicom dropped an undefined-length value that has no end; where parsing stopped says nothing more
+        open_ended = next((h for h in reversed(headers) if h.length == UNDEFINED), last)
+        what = "pixel data" if open_ended.tag in PIXEL_TAGS else "element"
+        found.problem(
+            f"truncated: {what} {_tag_name(open_ended.tag)} has no end: the file ends at byte {size} before its "
+            "delimiter, so it is not indexed",
+            in_pixels=in_pixels(open_ended.at),
+        )
+    else:
+        cut = [at for at, asked, got in src.short if 0 < got < asked and at >= last.at] if not deflated else []
+        if padding:
+            zeros_from: int | None = padding[0].at - 8  # the 8-byte header of the first empty element
+        elif last.end is not None:
+            zeros_from = last.end
+        else:
+            zeros_from = cut[0] if cut else None
+        if zeros_from is not None and zeros_from < size and _all_zero(stream, zeros_from, size - zeros_from):
+            found.warnings.append(f"padding: {size - zeros_from} zero bytes after the data set (ignored)")
+            if padding and not any(h.tag == 0 for h in real):
+                found.skip.add(0)
+        else:
+            real, last = headers, headers[-1]  # not padding after all: the empty elements are data
+            _leftover(found, last, size, end_of_parse, bool(cut), in_pixels)
+    counts: dict[int, int] = {}
+    for h in real:
+        counts[h.tag] = counts.get(h.tag, 0) + 1
+    for tag, n in counts.items():
+        if n > 1:
+            found.warnings.append(
+                f"duplicate: element {_tag_name(tag)} appears {n} times, only the last one is indexed"
+            )
+    return found
+
+
+def _overrun(found: _Findings, ds: Dataset, last: _Header, size: int, in_pixels: bool) -> None:
+    """The last element declares more bytes than the file has left."""
+    if last.tag in PIXEL_TAGS:
+        found.warnings.append(
+            f"truncated: pixel data {_tag_name(last.tag)} has {max(0, size - last.at)} of its {last.length} bytes, "
+            f"the file ends at byte {size}"
+        )
+        return
+    note = ""
+    if last.vr is None and ds.original_encoding[0] is False:
+        note = " (its VR bytes are not a valid VR, so they were read as part of the length)"
+    found.problem(
+        f"truncated: the file ends at byte {size} inside element {_tag_name(last.tag)}, whose value of "
+        f"{last.length} bytes starts at byte {last.at}{note}",
+        in_pixels=in_pixels,
+    )
+
+
+def _leftover(
+    found: _Findings, last: _Header, size: int, end_of_parse: int, cut: bool, in_pixels: Callable[[int], bool]
+) -> None:
+    """Bytes after the last element that are not zero padding: a cut header, or parsing that stopped early."""
+    end = last.end
+    if end is not None and end < size:
+        tail = size - end
+        if end_of_parse < size or tail >= 12:  # more than any element header: pydicom stopped, not the file
+            found.problem(
+                f"stopped: reading ended after element {_tag_name(last.tag)} at byte {end} of {size}, "
+                f"the {tail} bytes after it are not indexed",
+                in_pixels=in_pixels(end),
+            )
+        else:
+            found.problem(
+                f"truncated: the file ends at byte {size} inside the header of an element (after element "
+                f"{_tag_name(last.tag)})",
+                in_pixels=in_pixels(end),
+            )
+    elif end is None and end_of_parse < size:
+        found.problem(
+            f"stopped: reading ended at byte {end_of_parse} of {size}, in or after element {_tag_name(last.tag)}, "
+            f"the {size - end_of_parse} bytes after it are not indexed",
+            in_pixels=in_pixels(end_of_parse),
+        )
+    elif end is None and cut:
+        found.problem(
+            f"truncated: the file ends at byte {size} inside the header of an element (after element "
+            f"{_tag_name(last.tag)})",
+            in_pixels=in_pixels(last.at),
+        )
+
+
+def _header_of(tag: int, elem: RawDataElement | DataElement) -> _Header:
+    """A header from what pydicom kept: raw elements, or the undefined-length sequences it parsed at once."""
+    if isinstance(elem, RawDataElement):
+        return _Header(int(tag), elem.VR, elem.length, elem.value_tell)
+    return _Header(int(tag), elem.VR, UNDEFINED, elem.file_tell or 0)
+
+
+def _all_zero(stream: Any, offset: int, size: int) -> bool:
+    """Whether `size` bytes from `offset` are all zero (read in chunks; the read position is kept)."""
+    here = stream.tell()
+    try:
+        for start in range(offset, offset + size, _MB):
+            n = min(_MB, offset + size - start)
+            if isinstance(stream, _Source):
+                chunk = stream.peek_raw(start, n)
+            else:
+                stream.seek(start)
+                chunk = stream.read(n)
+            if len(chunk) < n or chunk.count(0) != n:
+                return False
+        return True
+    finally:
+        stream.seek(here)
+
+
+def _truncation_reason(src: _Source, headers: list[_Header]) -> str | None:
+    """After pydicom gave up: a reason naming where the file ends, if it ran out of bytes."""
+    if not src.short and not src.beyond:
+        return None
+    at = src.short[-1][0] if src.short else src.beyond[-1]
+    inside = next((h for h in reversed(headers) if h.at <= at), None)
+    if inside is None:
+        return f"truncated: the file ends at byte {src.size}"
+    if inside.end is not None and at >= inside.end:
+        return (
+            f"truncated: the file ends at byte {src.size} inside the header of an element "
+            f"(after element {_tag_name(inside.tag)})"
+        )
+    if inside.vr == "SQ" or inside.length == UNDEFINED:
+        return f"truncated: the file ends at byte {src.size} inside sequence {_tag_name(inside.tag)}, before its end"
+    return f"truncated: the file ends at byte {src.size} inside element {_tag_name(inside.tag)}"
+
+
+def _pydicom_warnings(messages: Iterable[str]) -> list[str]:
+    """pydicom's own warnings, once each, without the file name and the link to the standard."""
+    out: dict[str, None] = {}
+    for message in messages:
+        if message.startswith("End of file reached before delimiter"):
+            continue  # reported as a truncation
+        message = re.sub(r" in file .*$", "", message, flags=re.S)
+        message = re.sub(r"\s*Please see <[^>]*> for allowed values for each VR\.", "", message)
+        out[f"pydicom: {message}"] = None
+    return sorted(out)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _tag_name(tag: int) -> str:
+    text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    keyword = pydicom.datadict.keyword_for_tag(tag)
+    return f"{text} {keyword}" if keyword else text
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    return "special file"
 
 
 def _site(ds: Dataset, path: bytes, root: str, site_from: str) -> str | None:
@@ -379,5 +935,29 @@ def _site(ds: Dataset, path: bytes, root: str, site_from: str) -> str | None:
 
 def _not_dicom_reason(head: bytes) -> str:
     if not head:
-        return "empty file"
-    return "no DICOM marker (DICM) and no recognisable first element"
+        return "not DICOM: empty file"
+    return "not DICOM: no DICM marker, and the first bytes are not a DICOM element"
+
+
+def _tolerate_nul_in_charset() -> None:
+    """A Specific Character Set with a NUL byte makes pydicom raise ValueError (codecs.lookup); warn instead.
+
+    pydicom catches LookupError for unknown names, not the ValueError that codecs raises for an
+    embedded NUL, so one such byte would make the whole file unreadable.
+    """
+    lookup = getattr(pydicom.charset, "_python_encoding_for_corrected_encoding", None)
+    if lookup is None or getattr(lookup, "tolerant", False):
+        return
+
+    def tolerant(encoding: str) -> str:
+        try:
+            return lookup(encoding)
+        except ValueError:
+            warnings.warn(f"Unknown encoding {encoding!r} - using default encoding instead", stacklevel=2)
+            return pydicom.charset.default_encoding
+
+    tolerant.tolerant = True  # type: ignore[attr-defined]
+    pydicom.charset._python_encoding_for_corrected_encoding = tolerant
+
+
+_tolerate_nul_in_charset()

@@ -49,6 +49,12 @@ def upgrade(connection: Connection) -> None:
             f"the database is at schema revision {rev}, which this ibash-index does not know "
             f"(it knows up to {head()}); upgrade ibash-index"
         )
+    if rev != head():
+        from .reports import drop_report_views
+
+        # SQLite batch migrations rebuild tables, which views that read them would block;
+        # the views are made again from sql/ when the database is opened for writing.
+        drop_report_views(connection)
     command.upgrade(_config(connection), "head")
 
 

@@ -3,7 +3,8 @@
 `concurrent.futures` cannot time out one task or survive a worker killed by the OS, so this is
 a small pool of its own: each worker has a pipe, gets paths in small batches and sends back one
 result per file. A worker that stays silent too long is killed and the file it was on is
-recorded as an error; a worker that dies (OOM killer, segfault) is replaced the same way.
+recorded as an error; a worker that dies (OOM killer, segfault, kill -9) is replaced the same
+way, and one that ran out of its address space (RLIMIT_AS) reports the file and starts afresh.
 Results come back in completion order.
 """
 
@@ -15,15 +16,21 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 from .crawl import Candidate
-from .extract import ExtractOptions, FileResult, read_file
+from .errors import IbashError
+from .extract import OUT_OF_MEMORY, ExtractOptions, FileResult, read_file
 
 BATCH = 8
+STARTUP_FAILURES = 3  # workers in a row that die before they are ready: give up, it is not the files
+STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import and say it is ready
 _EXITING = "exiting"
+_READY = "ready"
+
+Reader = Callable[[bytes, str, ExtractOptions], FileResult]
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,7 @@ class Limits:
     memory_mb: int = 2048
 
 
-def _worker(conn: Connection, options: ExtractOptions, memory_mb: int) -> None:
+def _worker(conn: Connection, options: ExtractOptions, memory_mb: int, reader: Reader) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if memory_mb:
@@ -42,20 +49,28 @@ def _worker(conn: Connection, options: ExtractOptions, memory_mb: int) -> None:
 
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        conn.send(_READY)
+        _serve(conn, options, memory_mb, reader)
+    except (EOFError, OSError):
+        return  # the parent is gone (killed, or stopped us): nothing to report to
+
+
+def _serve(conn: Connection, options: ExtractOptions, memory_mb: int, reader: Reader) -> None:
     while True:
-        try:
-            batch = conn.recv()
-        except (EOFError, OSError):
-            return
+        batch = conn.recv()
         if batch is None:
             return
         for path, root in batch:
             try:
-                result = read_file(path, root, options)
+                result = reader(path, root, options)
             except MemoryError:
-                result = FileResult(
-                    path, root, "error", reason=f"needs more than {memory_mb} MB of memory (see --max-memory)"
-                )
+                result = FileResult(path, root, "error", reason=OUT_OF_MEMORY)
+            except Exception as exc:  # a bug, not the file: record it and go on
+                result = FileResult(path, root, "error", reason=f"internal error: {type(exc).__name__}: {exc}")
+            if result.status == "error" and (result.reason or "").startswith(OUT_OF_MEMORY):
+                limit = f"the {memory_mb} MB a worker may use" if memory_mb else "the memory available"
+                result.reason = f"{OUT_OF_MEMORY}: reading it needs more than {limit} (see --max-memory)"
                 conn.send(result)
                 conn.send(_EXITING)  # the heap may be in a bad state: start afresh
                 return
@@ -69,21 +84,26 @@ class _Worker:
     inflight: deque[Candidate] = field(default_factory=deque)
     last: float = field(default_factory=time.monotonic)
     exiting: bool = False
+    ready: bool = False  # it started: a death from now on is blamed on the file it was reading
 
 
 class Pool:
     """Read candidates on `workers` processes; iterate `run()` for the results."""
 
-    def __init__(self, workers: int, options: ExtractOptions, limits: Limits) -> None:
+    def __init__(self, workers: int, options: ExtractOptions, limits: Limits, reader: Reader = read_file) -> None:
         self.size = max(1, workers)
         self.options = options
         self.limits = limits
+        self.reader = reader  # a module-level function (it is pickled for the workers); tests swap it
         self.ctx = mp.get_context("spawn")
         self.workers: list[_Worker] = []
+        self.startup_failures = 0
 
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(target=_worker, args=(child, self.options, self.limits.memory_mb), daemon=True)
+        process = self.ctx.Process(
+            target=_worker, args=(child, self.options, self.limits.memory_mb, self.reader), daemon=True
+        )
         process.start()
         child.close()
         worker = _Worker(process, parent)
@@ -107,9 +127,15 @@ class Pool:
                 for worker in busy:
                     if worker.conn in ready:
                         yield from self._receive(worker, pending)
+                    elif not worker.ready:
+                        if now - worker.last > STARTUP_TIMEOUT:
+                            worker.process.kill()
+                            self._startup_failed(worker, pending)
                     elif now - worker.last > self.limits.timeout and worker.inflight:
                         yield self._fail(
-                            worker, pending, f"reading took longer than {self.limits.timeout:g} s (see --timeout)"
+                            worker,
+                            pending,
+                            f"timed out: reading took longer than {self.limits.timeout:g} s (see --timeout)",
                         )
         finally:
             self.close()
@@ -133,7 +159,9 @@ class Pool:
             try:
                 message = worker.conn.recv()
             except (EOFError, OSError):
-                if worker.exiting or not worker.inflight:
+                if not worker.ready:
+                    self._startup_failed(worker, pending)
+                elif worker.exiting or not worker.inflight:
                     pending.extendleft(reversed(worker.inflight))
                     worker.inflight.clear()
                     self._replace(worker, pending)
@@ -144,6 +172,10 @@ class Pool:
                     yield self._fail(worker, pending, _death_reason(code), kill=False)
                 return
             worker.last = time.monotonic()
+            if message == _READY:
+                worker.ready = True
+                self.startup_failures = 0
+                continue
             if message == _EXITING:
                 worker.exiting = True
                 continue
@@ -159,6 +191,22 @@ class Pool:
         worker.inflight.clear()
         self._replace(worker, pending)
         return FileResult(culprit.path, culprit.root, "error", culprit.size, culprit.mtime_ns, reason=reason)
+
+    def _startup_failed(self, worker: _Worker, pending: deque[Candidate]) -> None:
+        """A worker died (or hung) before it was ready: not the files' fault, so they go back in the queue."""
+        self.startup_failures += 1
+        worker.process.join(1)
+        code = worker.process.exitcode
+        pending.extendleft(reversed(worker.inflight))
+        worker.inflight.clear()
+        if self.startup_failures >= STARTUP_FAILURES:
+            self._stop(worker)
+            self.workers.remove(worker)
+            raise IbashError(
+                f"worker processes cannot start (the last one ended with code {code}): check --max-memory, "
+                "or read in this process with --workers 0"
+            )
+        self._replace(worker, pending)
 
     def _replace(self, worker: _Worker, pending: deque[Candidate]) -> None:
         self._stop(worker)
@@ -193,14 +241,16 @@ def _death_reason(code: int | None) -> str:
         except ValueError:
             name = f"signal {-code}"
         hint = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"the worker reading it was killed by {name}{hint}"
-    return f"the worker reading it exited unexpectedly (code {code})"
+        return f"worker killed: the worker reading it was killed by {name}{hint}"
+    return f"worker killed: the worker reading it exited unexpectedly (code {code})"
 
 
-def read_serial(candidates: Iterable[Candidate], options: ExtractOptions) -> Iterator[FileResult]:
-    """Read in this process: for --workers 0, debugging and profiling."""
+def read_serial(
+    candidates: Iterable[Candidate], options: ExtractOptions, reader: Reader = read_file
+) -> Iterator[FileResult]:
+    """Read in this process: for --workers 0, debugging and profiling (no time or memory limit)."""
     for c in candidates:
-        yield read_file(c.path, c.root, options)
+        yield reader(c.path, c.root, options)
 
 
 def default_workers() -> int:

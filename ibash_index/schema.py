@@ -186,3 +186,7 @@ reports = Table(
     Column("sql", Text, nullable=False),
     comment="The saved reports of `ibash-index report`, for SQLite browsers.",
 )
+
+# The tables the saved reports need live beside them; imported here so that Alembic's check
+# (tests/test_migrations.py) sees every table on this metadata.
+from . import report_tables  # noqa: E402, F401

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from . import migrate
 from .errors import BuildLocked, IbashError, NotAnIndex
 from .extract import HIERARCHY_TAGS, NUMBER_TAGS, FileResult
+from .reports import install_reports
 from .schema import elements, files, instances, series, studies, tags
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -127,7 +128,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def open_index(db: str, *, create: bool = True, readonly: bool = False) -> Engine:
-    """Open (and, when writable, create or upgrade) an ibash-index database."""
+    """Open an ibash-index database; when writable, create or upgrade it and install the saved reports."""
     engine = connect(db, create=create, readonly=readonly)
     try:
         with engine.connect() as conn:
@@ -139,7 +140,12 @@ def open_index(db: str, *, create: bool = True, readonly: bool = False) -> Engin
                 raise NotAnIndex(f"{db}: has not been built yet; run `ibash-index build ROOT --db {db}`")
             return engine
         with engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                # pysqlite runs DDL outside any transaction: without this, a build killed while it
+                # creates the schema leaves half a schema that no later build can open.
+                conn.exec_driver_sql("BEGIN")
             migrate.upgrade(conn)
+        install_reports(engine)
     except IbashError:
         engine.dispose()
         raise
@@ -404,26 +410,69 @@ class Writer:
             pending.tag_ids[key] = _get_or_create(conn, tags, {"tag": key[0], "private_creator": key[1]}, values)[0]
         return {**self.tag_ids, **pending.tag_ids}
 
-    def refresh_hierarchy(self) -> None:
+    def refresh_hierarchy(self, everything: bool = False) -> None:
         """Keep studies and series deterministic after files changed or vanished.
 
         Their values come from the first file by path (as a clean build gives): rows whose
         files were rewritten or removed are filled again from the first remaining file, and
         series, studies and tags left without instances or elements are deleted.
+        `everything`: check every series and study, not only those this build touched, for
+        after a build that was killed between its last batch and this step.
         """
-        if not self.dirty_series:
+        if not self.dirty_series and not everything:
             return  # nothing was rewritten or removed: new rows were filled by the first-path rule
         self.rows.clear()
         with self.engine.begin() as conn:
+            dirty = set(self.dirty_series)
+            if everything:
+                dirty |= _stale_series(conn)
+            dirty_studies: set[int] = set()
+            for chunk in _chunks(sorted(dirty), 500):  # before orphans go: their studies need a refill too
+                dirty_studies.update(conn.execute(select(series.c.study_id).where(series.c.id.in_(chunk))).scalars())
+            if everything:
+                dirty_studies |= _stale_studies(conn)
             conn.execute(delete(series).where(~series.c.id.in_(select(instances.c.series_id))))
             conn.execute(delete(studies).where(~studies.c.id.in_(select(series.c.study_id))))
             conn.execute(delete(tags).where(~tags.c.id.in_(select(elements.c.tag_id))))
             self._load_tags(conn)
-            for chunk in _chunks(sorted(self.dirty_series), 500):
-                study_ids = conn.execute(select(series.c.study_id).where(series.c.id.in_(chunk)).distinct())
+            for chunk in _chunks(sorted(dirty), 500):
                 _refill(conn, series, SERIES_COLUMNS, series.c.id, chunk)
-                _refill(conn, studies, STUDY_COLUMNS, series.c.study_id, [r[0] for r in study_ids])
+            for chunk in _chunks(sorted(dirty_studies), 500):
+                _refill(conn, studies, STUDY_COLUMNS, series.c.study_id, chunk)
         self.dirty_series.clear()
+
+
+def _stale_series(conn: Connection) -> set[int]:
+    """Series whose key_path is not the first path of their files (or that have no files left)."""
+    first = (
+        select(instances.c.series_id, func.min(files.c.path).label("path"))
+        .join(files, files.c.id == instances.c.file_id)
+        .group_by(instances.c.series_id)
+        .subquery()
+    )
+    query = (
+        select(series.c.id)
+        .outerjoin(first, first.c.series_id == series.c.id)
+        .where(or_(first.c.path.is_(None), series.c.key_path.is_(None), series.c.key_path != first.c.path))
+    )
+    return set(conn.execute(query).scalars())
+
+
+def _stale_studies(conn: Connection) -> set[int]:
+    """Studies whose key_path is not the first path of their files (or that have no files left)."""
+    first = (
+        select(series.c.study_id, func.min(files.c.path).label("path"))
+        .select_from(instances.join(files, files.c.id == instances.c.file_id))
+        .join(series, series.c.id == instances.c.series_id)
+        .group_by(series.c.study_id)
+        .subquery()
+    )
+    query = (
+        select(studies.c.id)
+        .outerjoin(first, first.c.study_id == studies.c.id)
+        .where(or_(first.c.path.is_(None), studies.c.key_path.is_(None), studies.c.key_path != first.c.path))
+    )
+    return set(conn.execute(query).scalars())
 
 
 def _values(r: FileResult, columns: tuple[str, ...]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def counts(db: str) -> dict[str, int]:
 def test_parquet_round_trip_through_duckdb(indexed: str, tmp_path: Path) -> None:
     """DuckDB reads every exported table with the database's row counts and answers a query the same way."""
     engine = engine_for(indexed)
-    written = export(engine, tmp_path, "parquet")
+    written = export(indexed, tmp_path, "parquet")
     assert written == counts(indexed)
     con = duckdb.connect()
     for name in NAMES:
@@ -60,7 +60,7 @@ def test_parquet_round_trip_through_duckdb(indexed: str, tmp_path: Path) -> None
 
 def test_csv_export_has_headers_and_every_row(indexed: str, tmp_path: Path) -> None:
     """CSV export writes a header row and one line per row; binary values as hex."""
-    written = export(engine_for(indexed), tmp_path, "csv")
+    written = export(indexed, tmp_path, "csv")
     assert written == counts(indexed)
     with open(tmp_path / "elements.csv", newline="") as fp:
         rows = list(csv.reader(fp))
