@@ -9,6 +9,7 @@ every study and series, since the killed run could not tidy them up.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pydicom
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import __version__
@@ -29,7 +30,7 @@ from .crawl import Candidate, Skipped, crawl, resolve_roots
 from .errors import IbashError
 from .extract import ExtractOptions, FileResult
 from .pool import Limits, Pool, default_workers, read_serial
-from .schema import builds, elements, files, instances, series, studies
+from .schema import builds, files
 from .store import Writer, build_lock, is_url, load_file_states, open_index
 
 BATCH_FILES = 200
@@ -79,6 +80,19 @@ class BuildOptions:
     follow_symlinks: bool = False
     timeout: float = 120.0
     max_memory_mb: int = 2048
+    shard: tuple[int, int] | None = None  # (K, N): only files whose relative path hashes to K of N
+
+
+def in_shard(path: bytes, root: str, shard: tuple[int, int] | None) -> bool:
+    """Whether a file belongs to shard K of N: a stable hash of its path relative to its root.
+
+    Relative, so machines that mount the same data at different places agree on the split.
+    """
+    if shard is None:
+        return True
+    relative = os.path.relpath(path, os.fsencode(root))
+    digest = hashlib.blake2b(relative, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shard[1] == shard[0] - 1
 
 
 @dataclass
@@ -170,7 +184,7 @@ def build(
     resolved = resolve_roots(roots)
     engine = open_index(db)
     try:
-        with build_lock(db), _signals_as_exceptions():
+        with build_lock(db, scope=json.dumps([resolved, options.shard])), _signals_as_exceptions():
             return _build(engine, resolved, db, options, progress, started)
     except OperationalError as exc:  # the database, not the files: disk full, I/O error, locked
         raise IbashError(_database_problem(db, exc)) from None
@@ -193,14 +207,12 @@ def _build(
     engine, roots: list[str], db: str, options: BuildOptions, progress: Progress | None, started: float
 ) -> BuildSummary:
     summary = BuildSummary()
+    shard = json.dumps(list(options.shard) if options.shard else None)
     with engine.begin() as conn:
         last = select(builds.c.status).order_by(builds.c.id.desc()).limit(1)
         if is_url(db):  # PostgreSQL: other builders of other roots may be running right now
-            last = last.where(builds.c.roots == json.dumps(roots))
+            last = last.where(builds.c.roots == json.dumps(roots), builds.c.options.contains(f'"shard": {shard}'))
         unclean = conn.execute(last).scalar() not in (None, "complete")
-        if options.full:
-            for table in (elements, instances, series, studies, files):
-                conn.execute(delete(table))
         build_id = conn.execute(
             insert(builds)
             .values(
@@ -219,10 +231,12 @@ def _build(
     status = "failed"
     results: Iterator[FileResult] | None = None
     try:
+        mine = [p for p, state in writer.states.items() if _owned(p, state.root, roots, options.shard)]
+        if options.full:  # forget what these roots (and this shard) hold; other roots are left alone
+            writer.remove(mine)
+            mine = []
         to_read, direct, seen = _plan(roots, options, writer, summary)
-        summary.removed = writer.remove(
-            p for p in list(writer.states) if p not in seen and any(_under(p, r) for r in roots)
-        )
+        summary.removed = writer.remove(p for p in mine if p not in seen)
         extract_options = ExtractOptions(
             max_blob=options.max_blob,
             site_from=options.site_from,
@@ -290,6 +304,8 @@ def _plan(
     direct: list[FileResult] = []
     seen: set[bytes] = set()
     for item in crawl(roots, options.follow_symlinks):
+        if not in_shard(item.path, item.root, options.shard):
+            continue
         seen.add(item.path)
         summary.files_seen += 1
         if isinstance(item, Skipped):
@@ -337,6 +353,11 @@ def _write_all(
         writer.write(batch)
         for r in batch:
             summary.count(r)
+
+
+def _owned(path: bytes, root: str, roots: list[str], shard: tuple[int, int] | None) -> bool:
+    """Whether this build answers for a file already in the database: under its roots, in its shard."""
+    return any(_under(path, r) for r in roots) and in_shard(path, root, shard)
 
 
 def _under(path: bytes, root: str) -> bool:

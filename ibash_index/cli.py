@@ -109,7 +109,7 @@ def build(
     roots: Annotated[list[Path], typer.Argument(help="Folders (or files) to index.", show_default=False)],
     db: DbOption = "ibash.db",
     workers: Annotated[int, typer.Option(help="Worker processes (default: all cores; 0 reads in this process).")] = -1,
-    full: Annotated[bool, typer.Option("--full", help="Rebuild from scratch instead of updating.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Forget what these roots (and shard) hold and read every file again.")] = False,
     site_from: Annotated[
         str, typer.Option(help="Tag keyword that names the site, or level:N for the N-th folder below the root.")
     ] = "InstitutionName",
@@ -119,6 +119,12 @@ def build(
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds one file may take before it is given up.")] = 120.0,
     max_memory: Annotated[int, typer.Option(help="MB of memory one worker may use (0 = no limit).")] = 2048,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="K/N: index only the K-th of N parts of the files (for N machines, one database).", show_default=False
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Index every DICOM file under ROOTS into the database; a rerun only reads what changed.
@@ -126,6 +132,10 @@ def build(
     Example:
 
         ibash-index build /data/ibash --db ibash.db --workers 4
+
+    On several machines into one PostgreSQL, each with its own part of the files:
+
+        ibash-index build /data/ibash --db postgresql+psycopg://me@dbhost/ibash --shard 1/3
     """
     from .build import BuildOptions
     from .build import build as run_build
@@ -137,6 +147,7 @@ def build(
         follow_symlinks=follow_symlinks,
         timeout=timeout,
         max_memory_mb=max_memory,
+        shard=_shard(shard),
         **({"workers": workers} if workers >= 0 else {}),
     )
     with _ProgressBar("files", quiet) as bar:
@@ -153,6 +164,15 @@ def build(
         typer.echo(f"see why with: ibash-index report errors --db {db}", err=True)
     if summary.indexed == 0 and summary.unchanged == 0 and summary.files_seen:
         raise IbashError("no DICOM file could be indexed")
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise IbashError(f"--shard takes K/N with 1 <= K <= N, such as 1/4; got {text!r}")
+    return int(k), int(n)
 
 
 @app.command()

@@ -13,7 +13,7 @@ import fcntl
 import hashlib
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,13 +139,14 @@ def open_index(db: str, *, create: bool = True, readonly: bool = False) -> Engin
             if "alembic_version" not in names:
                 raise NotAnIndex(f"{db}: has not been built yet; run `ibash-index build ROOT --db {db}`")
             return engine
-        with engine.begin() as conn:
-            if conn.dialect.name == "sqlite":
-                # pysqlite runs DDL outside any transaction: without this, a build killed while it
-                # creates the schema leaves half a schema that no later build can open.
-                conn.exec_driver_sql("BEGIN")
-            migrate.upgrade(conn)
-        install_reports(engine)
+        with _schema_lock(engine):
+            with engine.begin() as conn:
+                if conn.dialect.name == "sqlite":
+                    # pysqlite runs DDL outside any transaction: without this, a build killed while it
+                    # creates the schema leaves half a schema that no later build can open.
+                    conn.exec_driver_sql("BEGIN")
+                migrate.upgrade(conn)
+            install_reports(engine)
     except IbashError:
         engine.dispose()
         raise
@@ -157,6 +158,27 @@ def open_index(db: str, *, create: bool = True, readonly: bool = False) -> Engin
             raise IbashError(f"cannot write to the database {db}: {exc.__cause__ or exc}") from None
         raise
     return engine
+
+
+@contextlib.contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, one builder at a time creates or upgrades the schema and installs the reports."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    key = _lock_key("ibash-index schema")
+    with engine.connect() as conn:
+        conn.execute(select(func.pg_advisory_lock(key)))
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(select(func.pg_advisory_unlock(key)))
+            conn.commit()
+
+
+def _lock_key(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 @contextlib.contextmanager
@@ -192,9 +214,7 @@ def _advisory_lock(db: str, scope: str) -> Iterator[None]:
         engine.dispose()
         yield
         return
-    key = int.from_bytes(
-        hashlib.blake2b(f"ibash-index build {scope}".encode(), digest_size=8).digest(), "big", signed=True
-    )
+    key = _lock_key(f"ibash-index build {scope}")
     try:
         with engine.connect() as conn:
             if not conn.execute(select(func.pg_try_advisory_lock(key))).scalar():
@@ -218,11 +238,12 @@ class FileState:
     mtime_ns: int | None
     status: str
     instance_id: int | None
+    root: str = ""
 
 
 def load_file_states(conn: Connection) -> dict[bytes, FileState]:
     query = select(
-        files.c.path_bytes, files.c.id, files.c.size, files.c.mtime_ns, files.c.status, instances.c.id
+        files.c.path_bytes, files.c.id, files.c.size, files.c.mtime_ns, files.c.status, instances.c.id, files.c.root
     ).outerjoin(instances, instances.c.file_id == files.c.id)
     return {bytes(row[0]): FileState(*row[1:]) for row in conn.execute(query)}
 
@@ -270,22 +291,26 @@ class Writer:
 
     def write(self, results: list[FileResult]) -> None:
         """Store a batch of results in one transaction (retried if the database asks for it)."""
-        for attempt in range(6):
+        pending = _Pending()
+
+        def attempt() -> None:
+            nonlocal pending
             pending = _Pending()
             try:
                 with self.engine.begin() as conn:
                     self._write(conn, results, pending)
-            except DBAPIError as exc:
-                if attempt == 5 or not _retryable(exc):
-                    raise
-                time.sleep(0.05 * 2**attempt)
-                continue
-            self.states.update(pending.states)
-            self.rows.update(pending.rows)
-            self.tag_ids.update(pending.tag_ids)
-            self.dirty_series |= pending.dirty_series
-            self.elements_written += pending.elements
-            return
+            except DBAPIError:
+                self.rows.clear()  # another builder may have removed a study, series or tag we remembered
+                with self.engine.connect() as conn:
+                    self._load_tags(conn)
+                raise
+
+        _retrying(attempt)
+        self.states.update(pending.states)
+        self.rows.update(pending.rows)
+        self.tag_ids.update(pending.tag_ids)
+        self.dirty_series |= pending.dirty_series
+        self.elements_written += pending.elements
 
     def remove(self, paths: Iterable[bytes]) -> int:
         """Delete files that vanished, with their instances and elements."""
@@ -352,14 +377,14 @@ class Writer:
                 ids.append(0)
                 continue
             conn.execute(update(files).where(files.c.id == state.id).values(**self._file_values(r)))
-            pending.states[r.path_bytes] = FileState(state.id, r.size, r.mtime_ns, r.status, None)
+            pending.states[r.path_bytes] = FileState(state.id, r.size, r.mtime_ns, r.status, None, r.root)
             ids.append(state.id)
         if new:
             rows = [{"path_bytes": r.path_bytes, **self._file_values(r)} for _, r in new]
             result = conn.execute(insert(files).returning(files.c.id, sort_by_parameter_order=True), rows)
             for (i, r), (fid,) in zip(new, result.all()):
                 ids[i] = fid
-                pending.states[r.path_bytes] = FileState(fid, r.size, r.mtime_ns, r.status, None)
+                pending.states[r.path_bytes] = FileState(fid, r.size, r.mtime_ns, r.status, None, r.root)
         return ids
 
     def _file_values(self, r: FileResult) -> dict[str, Any]:
@@ -421,6 +446,10 @@ class Writer:
         """
         if not self.dirty_series and not everything:
             return  # nothing was rewritten or removed: new rows were filled by the first-path rule
+        _retrying(lambda: self._refresh(everything))
+        self.dirty_series.clear()
+
+    def _refresh(self, everything: bool) -> None:
         self.rows.clear()
         with self.engine.begin() as conn:
             dirty = set(self.dirty_series)
@@ -434,12 +463,11 @@ class Writer:
             conn.execute(delete(series).where(~series.c.id.in_(select(instances.c.series_id))))
             conn.execute(delete(studies).where(~studies.c.id.in_(select(series.c.study_id))))
             conn.execute(delete(tags).where(~tags.c.id.in_(select(elements.c.tag_id))))
-            self._load_tags(conn)
             for chunk in _chunks(sorted(dirty), 500):
                 _refill(conn, series, SERIES_COLUMNS, series.c.id, chunk)
             for chunk in _chunks(sorted(dirty_studies), 500):
                 _refill(conn, studies, STUDY_COLUMNS, series.c.study_id, chunk)
-        self.dirty_series.clear()
+            self._load_tags(conn)
 
 
 def _stale_series(conn: Connection) -> set[int]:
@@ -562,10 +590,22 @@ def _pg_safe(value: Any) -> Any:
     return value.replace("\x00", "\u2400") if isinstance(value, str) and "\x00" in value else value
 
 
+def _retrying(work: Callable[[], None], attempts: int = 6) -> None:
+    """Run a transaction again when the database says a retry will pass (see _retryable)."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except DBAPIError as exc:
+            if attempt == attempts - 1 or not _retryable(exc):
+                raise
+            time.sleep(0.05 * 2**attempt)
+
+
 def _retryable(exc: DBAPIError) -> bool:
     """Deadlocks and serialization failures (PostgreSQL) and a busy database (SQLite) pass when retried."""
     code = getattr(exc.orig, "sqlstate", None)
-    return code in ("40P01", "40001") or "database is locked" in str(exc.orig)
+    # 23503: a row another builder just removed (an emptied series, an unused tag) was referenced.
+    return code in ("40P01", "40001", "23503") or "database is locked" in str(exc.orig)
 
 
 def tag_values(tag: int, creator: str | None) -> dict[str, Any]:
