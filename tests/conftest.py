@@ -11,7 +11,7 @@ from ibash_index.build import BuildOptions, build
 
 REPO = Path(__file__).resolve().parents[1]
 # Real multi-vendor scanner data lives beside the project, never inside it (see its README).
-CORPORA = REPO.parent / "shared" / "corpora"
+CORPORA = (REPO.parent / "shared" / "corpora").resolve()
 
 
 def corpora_or_skip() -> Path:
