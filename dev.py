@@ -54,7 +54,7 @@ def demo() -> None:
 
 
 # System services some tests need; installed here where we may (root with apt-get), else those tests skip.
-SYSTEM_PACKAGES = {"postgresql": "/usr/lib/postgresql/*/bin/initdb"}
+SYSTEM_PACKAGES = {"postgresql": "/usr/lib/postgresql/*/bin/initdb", "chromium": "/usr/bin/chromium"}
 
 
 def ensure_system_packages() -> None:
