@@ -109,7 +109,9 @@ def build(
     roots: Annotated[list[Path], typer.Argument(help="Folders (or files) to index.", show_default=False)],
     db: DbOption = "ibash.db",
     workers: Annotated[int, typer.Option(help="Worker processes (default: all cores; 0 reads in this process).")] = -1,
-    full: Annotated[bool, typer.Option("--full", help="Forget what these roots (and shard) hold and read every file again.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Forget what these roots (and shard) hold and read every file again.")
+    ] = False,
     site_from: Annotated[
         str, typer.Option(help="Tag keyword that names the site, or level:N for the N-th folder below the root.")
     ] = "InstitutionName",

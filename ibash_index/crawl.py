@@ -61,7 +61,7 @@ def crawl(roots: Sequence[str], follow_symlinks: bool = False) -> Iterator[Candi
             continue
         if not stat.S_ISDIR(st.st_mode):
             if not stat.S_ISREG(st.st_mode):
-                yield Skipped(broot, root, "skipped", f"not a regular file ({_kind(st.st_mode)})")
+                yield Skipped(broot, root, "skipped", f"not a regular file ({file_kind(st.st_mode)})")
             elif broot not in seen_files:
                 seen_files.add(broot)
                 yield Candidate(broot, root, st.st_size, st.st_mtime_ns)
@@ -117,14 +117,17 @@ def _classify(entry: os.DirEntry[bytes], roots: list[bytes], follow_symlinks: bo
         return None
     if stat.S_ISREG(st.st_mode):
         return st
-    return f"not a regular file ({_kind(st.st_mode)})"
+    return f"not a regular file ({file_kind(st.st_mode)})"
 
 
 def _inside(path: bytes, root: bytes) -> bool:
     return path == root or path.startswith(root.rstrip(b"/") + b"/")
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "folder"
     if stat.S_ISFIFO(mode):
         return "FIFO"
     if stat.S_ISSOCK(mode):

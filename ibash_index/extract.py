@@ -35,6 +35,8 @@ from pydicom.filereader import _read_file_meta_info, read_partial, read_preamble
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
+from .crawl import file_kind
+
 BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US or OW"})
 NUMERIC_VRS = frozenset({"DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "US or SS"})
 # Pixel data can be hundreds of MB: its length is recorded, its bytes are never read.
@@ -571,7 +573,7 @@ def read_file(path: bytes, root: str, options: ExtractOptions) -> FileResult:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # replaced by a FIFO, a folder or a device since it was listed
-            result.status, result.reason = "skipped", f"not a regular file ({_kind(st.st_mode)})"
+            result.status, result.reason = "skipped", f"not a regular file ({file_kind(st.st_mode)})"
             os.close(fd)
             return result
         # A str name (surrogate-escaped if need be) lets pydicom name the file in its own messages.
@@ -902,20 +904,6 @@ def _tag_name(tag: int) -> str:
     text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
     keyword = pydicom.datadict.keyword_for_tag(tag)
     return f"{text} {keyword}" if keyword else text
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode):
-        return "character device"
-    if stat.S_ISBLK(mode):
-        return "block device"
-    return "special file"
 
 
 def _site(ds: Dataset, path: bytes, root: str, site_from: str) -> str | None:

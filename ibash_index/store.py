@@ -454,12 +454,12 @@ class Writer:
         with self.engine.begin() as conn:
             dirty = set(self.dirty_series)
             if everything:
-                dirty |= _stale_series(conn)
+                dirty |= _stale(conn, series, series.c.id)
             dirty_studies: set[int] = set()
             for chunk in _chunks(sorted(dirty), 500):  # before orphans go: their studies need a refill too
                 dirty_studies.update(conn.execute(select(series.c.study_id).where(series.c.id.in_(chunk))).scalars())
             if everything:
-                dirty_studies |= _stale_studies(conn)
+                dirty_studies |= _stale(conn, studies, series.c.study_id)
             conn.execute(delete(series).where(~series.c.id.in_(select(instances.c.series_id))))
             conn.execute(delete(studies).where(~studies.c.id.in_(select(series.c.study_id))))
             conn.execute(delete(tags).where(~tags.c.id.in_(select(elements.c.tag_id))))
@@ -470,35 +470,20 @@ class Writer:
             self._load_tags(conn)
 
 
-def _stale_series(conn: Connection) -> set[int]:
-    """Series whose key_path is not the first path of their files (or that have no files left)."""
+def _stale(conn: Connection, table: Any, owner: Any) -> set[int]:
+    """Series or studies whose key_path is not the first path of their files (or that have no files left)."""
     first = (
-        select(instances.c.series_id, func.min(files.c.path).label("path"))
-        .join(files, files.c.id == instances.c.file_id)
-        .group_by(instances.c.series_id)
+        select(owner.label("owner"), func.min(files.c.path).label("path"))
+        .select_from(
+            instances.join(files, files.c.id == instances.c.file_id).join(series, series.c.id == instances.c.series_id)
+        )
+        .group_by(owner)
         .subquery()
     )
     query = (
-        select(series.c.id)
-        .outerjoin(first, first.c.series_id == series.c.id)
-        .where(or_(first.c.path.is_(None), series.c.key_path.is_(None), series.c.key_path != first.c.path))
-    )
-    return set(conn.execute(query).scalars())
-
-
-def _stale_studies(conn: Connection) -> set[int]:
-    """Studies whose key_path is not the first path of their files (or that have no files left)."""
-    first = (
-        select(series.c.study_id, func.min(files.c.path).label("path"))
-        .select_from(instances.join(files, files.c.id == instances.c.file_id))
-        .join(series, series.c.id == instances.c.series_id)
-        .group_by(series.c.study_id)
-        .subquery()
-    )
-    query = (
-        select(studies.c.id)
-        .outerjoin(first, first.c.study_id == studies.c.id)
-        .where(or_(first.c.path.is_(None), studies.c.key_path.is_(None), studies.c.key_path != first.c.path))
+        select(table.c.id)
+        .outerjoin(first, first.c.owner == table.c.id)
+        .where(or_(first.c.path.is_(None), table.c.key_path.is_(None), table.c.key_path != first.c.path))
     )
     return set(conn.execute(query).scalars())
 
