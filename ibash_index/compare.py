@@ -81,7 +81,7 @@ def heatmap(result: QueryResult) -> str:
         key = (row[col["tag"]], row[col["name"]], row[col["private_creator"]])
         cells[key][site] = (row[col["non_empty"]], row[col["instances"]])
     head = "".join(f"<th>{_e(s or '(no site)')}</th>" for s in sites)
-    legend = "".join(f'<span style="background:{_colour(x / 4)}">{x * 25}%</span>' for x in range(5))
+    legend = "".join(f'<span style="{_cell_style(x / 4)}">{x * 25}%</span>' for x in range(5))
     lines = [
         f"<p class='legend note'>Share of instances with a value: {legend}</p>",
         f"<table class=heat id=heatmap><tr><th>tag</th><th>name</th><th>private creator</th>{head}</tr>",
@@ -91,8 +91,7 @@ def heatmap(result: QueryResult) -> str:
         for site in sites:
             filled, total = by_site.get(site, (0, 0))
             share = filled / total if total else 0.0
-            style = f"background:{_colour(share)};color:{'#fff' if share > 0.6 else '#222'}"
-            tds.append(f'<td class=h style="{style}" title="{filled} of {total}">{share:.0%}</td>')
+            tds.append(f'<td class=h style="{_cell_style(share)}" title="{filled} of {total}">{share:.0%}</td>')
         lines.append(f"<tr><td>{_e(tag)}</td><td>{_e(name)}</td><td>{_e(creator)}</td>{''.join(tds)}</tr>")
     lines.append("</table>")
     return "\n".join(lines)
@@ -134,10 +133,10 @@ def _differences(result: QueryResult) -> set[tuple[int, int]]:
     return marked
 
 
-def _colour(share: float) -> str:
-    """White for 0 %, deep blue for 100 %."""
+def _cell_style(share: float) -> str:
+    """White for 0 %, deep blue for 100 %, with ink that stays readable."""
     lightness = 97 - round(share * 55)
-    return f"hsl(215,70%,{lightness}%)"
+    return f"background:hsl(215,70%,{lightness}%);color:{'#fff' if share > 0.6 else '#222'}"
 
 
 def _e(value: Any) -> str:
