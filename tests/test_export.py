@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from ibash_index.build import BuildOptions, build
 from ibash_index.export import export
+from ibash_index.reports import find_report
 from ibash_index.schema import metadata
 
 from .conftest import engine_for
@@ -38,7 +39,7 @@ def counts(db: str) -> dict[str, int]:
 
 
 def test_parquet_round_trip_through_duckdb(indexed: str, tmp_path: Path) -> None:
-    """DuckDB reads every exported table with the database's row counts and answers a query the same way."""
+    """DuckDB reads every exported table with the database's row counts and answers queries and a report alike."""
     engine = engine_for(indexed)
     written = export(indexed, tmp_path, "parquet")
     assert written == counts(indexed)
@@ -53,6 +54,10 @@ def test_parquet_round_trip_through_duckdb(indexed: str, tmp_path: Path) -> None
     with engine.connect() as conn:
         expected = [tuple(r) for r in conn.execute(text(question))]
     assert con.execute(question).fetchall() == expected
+    sites = find_report("sites")  # a saved report, run unchanged on the Parquet files
+    with engine.connect() as conn:
+        expected = [tuple(r) for r in conn.execute(text(sites.body))]
+    assert con.execute(sites.body).fetchall() == expected and expected
     types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
                              "WHERE table_name = 'elements'").fetchall())  # fmt: skip
     assert types["number"] == "DOUBLE" and types["data"] == "BLOB" and types["vm"] == "BIGINT"
