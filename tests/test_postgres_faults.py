@@ -56,12 +56,13 @@ def test_kill_9_on_postgresql_never_leaves_half_an_instance(tmp_path: Path, post
     db = postgres.new_database()
     removed: dict[Path, bytes] = {}
     kills = mid_write = 0
-    for _ in range(60):
-        if kills >= 20:
+    for _ in range(90):
+        if kills >= 20 and mid_write >= 5:
             break
         proc = subprocess.Popen(cli(root, "--db", db, "--workers", "2", "-q"), cwd=REPO, stderr=subprocess.PIPE)
+        moment = rng.uniform(0.5, 5.0) if mid_write >= 5 else rng.uniform(1.5, 6.0)  # as in test_faults
         try:
-            proc.wait(timeout=rng.uniform(0.5, 5.0))
+            proc.wait(timeout=moment)
             assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
         except subprocess.TimeoutExpired:
             proc.kill()
