@@ -250,16 +250,20 @@ def list_files(root: Path) -> list[str]:
 
 
 def generated_corpus(workdir: Path, scale: int, seed: int) -> Corpus:
-    """The sample data set at `scale`, reused from `workdir` when a finished one is there."""
+    """The sample data set at `scale`, reused from `workdir` when one was finished by the same generator."""
+    from ibash_index import sample as sample_module
     from ibash_index.sample import make_sample
 
+    generator = hashlib.sha1(Path(sample_module.__file__).read_bytes()).hexdigest()[:12]
     root = workdir / f"corpus-x{scale}-seed{seed}"
     done = workdir / f"corpus-x{scale}-seed{seed}.json"  # beside the corpus, not in it: it would be crawled
     if done.exists() and root.is_dir():
         info = json.loads(done.read_text())
-        log(f"reusing the corpus in {root} ({info['dicom_files']:,} DICOM files)")
-        root = root.resolve()
-        return Corpus(root, list_files(root), info["dicom_files"], scale, seed, info.get("generated_seconds"))
+        if info.get("generator") == generator:
+            log(f"reusing the corpus in {root} ({info['dicom_files']:,} DICOM files)")
+            root = root.resolve()
+            return Corpus(root, list_files(root), info["dicom_files"], scale, seed, info.get("generated_seconds"))
+        log(f"the sample generator changed since {root} was written: generating it again")
     if root.exists():
         shutil.rmtree(root)
     log(f"generating the sample corpus at scale {scale} (about {scale * files_per_scale():,} files) in {root}")
@@ -267,7 +271,7 @@ def generated_corpus(workdir: Path, scale: int, seed: int) -> Corpus:
     sample = make_sample(root, scale=scale, seed=seed)
     seconds = round(time.perf_counter() - started, 1)
     dicom = len(sample.dicom_files)
-    done.write_text(json.dumps({"dicom_files": dicom, "generated_seconds": seconds}))
+    done.write_text(json.dumps({"dicom_files": dicom, "generated_seconds": seconds, "generator": generator}))
     log(f"generated {dicom:,} DICOM files in {seconds:.0f} s")
     return Corpus(root.resolve(), list_files(root.resolve()), dicom, scale, seed, seconds)
 
