@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -336,23 +338,75 @@ def _write_all(
         writer.write(direct)
     for r in direct:
         summary.count(r)
-    batch: list[FileResult] = []
-    batch_elements = 0
-    last = time.monotonic()
-    for done, result in enumerate(results, 1):
-        batch.append(result)
-        batch_elements += len(result.rows)
-        if len(batch) >= BATCH_FILES or batch_elements >= BATCH_ELEMENTS or time.monotonic() - last > BATCH_SECONDS:
-            writer.write(batch)
-            for r in batch:
-                summary.count(r)
-            batch, batch_elements, last = [], 0, time.monotonic()
-        if progress:
-            progress(done, total)
-    if batch:
-        writer.write(batch)
-        for r in batch:
-            summary.count(r)
+    background = _WriterThread(writer, summary)
+    try:
+        batch: list[FileResult] = []
+        batch_elements = 0
+        last = time.monotonic()
+        for done, result in enumerate(results, 1):
+            batch.append(result)
+            batch_elements += len(result.rows)
+            if len(batch) >= BATCH_FILES or batch_elements >= BATCH_ELEMENTS or time.monotonic() - last > BATCH_SECONDS:
+                background.put(batch)
+                batch, batch_elements, last = [], 0, time.monotonic()
+            if progress:
+                progress(done, total)
+        if batch:
+            background.put(batch)
+    except BaseException:
+        background.abandon()
+        raise
+    background.close()
+
+
+class _WriterThread:
+    """Writes batches on a thread of its own, so that the main thread keeps draining the workers.
+
+    Without it the workers stall on full pipes while a batch is written. sqlite3 and psycopg
+    release the GIL while the database works, so reading and writing overlap. At most two
+    batches wait (memory stays bounded); an error in the writer is raised in the main thread.
+    """
+
+    def __init__(self, writer: Writer, summary: BuildSummary) -> None:
+        self.writer = writer
+        self.summary = summary
+        self.queue: queue.Queue[list[FileResult] | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="ibash-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (batch := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # after an error, take what is queued without writing it
+            try:
+                self.writer.write(batch)
+                for r in batch:
+                    self.summary.count(r)
+            except BaseException as exc:  # handed to the main thread
+                self.error = exc
+
+    def put(self, batch: list[FileResult]) -> None:
+        self._raise()
+        self.queue.put(batch)
+
+    def close(self) -> None:
+        """Wait until every batch is written."""
+        self.queue.put(None)
+        self.thread.join()
+        self._raise()
+
+    def abandon(self) -> None:
+        """Interrupted: let the batch being written finish (or roll back), drop the ones waiting."""
+        with suppress(queue.Empty):
+            while True:
+                self.queue.get_nowait()
+        self.queue.put(None)
+        self.thread.join()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 def _owned(path: bytes, root: str, roots: list[str], shard: tuple[int, int] | None) -> bool:
