@@ -170,9 +170,7 @@ class _Walker:
                 path,
                 None,
             )
-            self.rows.append(row)
-            if depth == 0 and tag in HIERARCHY_TAGS:
-                self.header[HIERARCHY_TAGS[tag]] = number if number is not None and tag in NUMBER_TAGS else text
+            self._keep(row)
             return
         flag = None
         try:
@@ -210,12 +208,17 @@ class _Walker:
             )
         else:
             row = self._value_row(elem, tag, creator, seq, parent, item, depth, path, length)
-        self.rows.append(row)
-        if depth == 0 and tag in HIERARCHY_TAGS:
-            self.header[HIERARCHY_TAGS[tag]] = row[9] if row[9] is not None and tag in NUMBER_TAGS else row[8]
+        self._keep(row)
         if elem is not None and elem.VR == "SQ":
             for i, child in enumerate(elem.value):
                 self.walk(child, seq, i, depth + 1, f"{prefix}{name}[{i}].")
+
+    def _keep(self, row: tuple) -> None:
+        """Add a row; a top-level hierarchy attribute also goes into the header (as a number where one is kept)."""
+        self.rows.append(row)
+        tag, depth, text, number = row[4], row[3], row[8], row[9]
+        if depth == 0 and tag in HIERARCHY_TAGS:
+            self.header[HIERARCHY_TAGS[tag]] = number if number is not None and tag in NUMBER_TAGS else text
 
     def _known_value(self, ds: Dataset, tag: int, creator: str | None, raw: RawDataElement) -> tuple | None:
         """(vr, vm, text, number, warnings) of a text or number value, converted once per distinct raw value.
