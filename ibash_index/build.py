@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -33,7 +33,16 @@ from .errors import IbashError
 from .extract import ExtractOptions, FileResult
 from .pool import Limits, Pool, default_workers, read_serial
 from .schema import builds, files
-from .store import Writer, build_lock, is_url, load_file_states, open_index
+from .spool import spools_for
+from .store import (
+    Writer,
+    build_lock,
+    defer_element_indexes,
+    is_url,
+    load_file_states,
+    open_index,
+    restore_element_indexes,
+)
 
 BATCH_FILES = 200
 BATCH_ELEMENTS = 50_000
@@ -51,6 +60,7 @@ REASON_GROUPS = frozenset(
         "unreadable DICOM",
         "not DICOM",
         "cannot read",
+        "cannot spool",
         "cannot stat",
         "cannot list folder",
         "vanished",
@@ -228,8 +238,15 @@ def _build(
             .returning(builds.c.id)
         ).scalar_one()
     summary.build_id = build_id
+    restore_element_indexes(engine)  # in case a build killed after deferring them
+    defer_element_indexes(engine)
+    stack = ExitStack()
+    spools = None
+    if options.workers > 0:  # workers leave element rows in spools; read in process, rows stay in the results
+        spools = stack.enter_context(spools_for(None if is_url(db) else db, options.workers))
     with engine.connect() as conn:
-        writer = Writer(engine, build_id, load_file_states(conn))
+        writer = Writer(engine, build_id, load_file_states(conn), spools)
+    stack.callback(writer.close)
     status = "failed"
     results: Iterator[FileResult] | None = None
     try:
@@ -251,9 +268,11 @@ def _build(
                 min(options.workers, max(1, len(to_read))),
                 extract_options,
                 Limits(options.timeout, options.max_memory_mb),
+                spools=spools,
             )
             results = pool.run(to_read)
         _write_all(writer, direct, results, summary, len(to_read), progress)
+        restore_element_indexes(engine)
         writer.refresh_hierarchy(everything=unclean or options.full)
         status = "complete"
     except (KeyboardInterrupt, _Terminated) as exc:
@@ -271,6 +290,7 @@ def _build(
         if results is not None:
             with suppress(Exception):
                 results.close()  # type: ignore[attr-defined]  # stops the workers now
+        stack.close()  # the writer's connection, then the spools
         summary.elements = writer.elements_written
         summary.seconds = round(time.monotonic() - started, 3)
         # Best effort: with the disk full this fails too, and the next build sees a run that did not complete.
@@ -345,7 +365,7 @@ def _write_all(
         last = time.monotonic()
         for done, result in enumerate(results, 1):
             batch.append(result)
-            batch_elements += len(result.rows)
+            batch_elements += result.element_count
             if len(batch) >= BATCH_FILES or batch_elements >= BATCH_ELEMENTS or time.monotonic() - last > BATCH_SECONDS:
                 background.put(batch)
                 batch, batch_elements, last = [], 0, time.monotonic()

@@ -23,7 +23,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pydicom
 import pydicom.charset
@@ -36,6 +36,9 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 
 from .crawl import file_kind
+
+if TYPE_CHECKING:
+    from .spool import Spooled
 
 BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US or OW"})
 NUMERIC_VRS = frozenset({"DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "US or SS"})
@@ -103,6 +106,12 @@ class FileResult:
     warning: str | None = None
     header: dict[str, Any] = field(default_factory=dict)
     rows: list[tuple] = field(default_factory=list)
+    spooled: Spooled | None = None  # where a worker left the rows instead (rows is then empty)
+    new_tags: list[tuple[int, str]] = field(default_factory=list)  # (tag, creator) keys its spool had not seen
+
+    @property
+    def element_count(self) -> int:
+        return self.spooled.count if self.spooled is not None else len(self.rows)
 
 
 ROW_FIELDS = (

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import alembic.command
 import pytest
 
 import ibash_index.build
@@ -463,13 +464,13 @@ def test_a_build_stopped_while_creating_the_schema_leaves_no_half_schema(
     root = tmp_path / "data"
     copy_corpus(root, 5)
     db = tmp_path / "x.db"
-    real_upgrade = ibash_index.migrate.command.upgrade
+    real_upgrade = alembic.command.upgrade
 
     def upgrade_then_stop(*args: object, **kwargs: object) -> None:
         real_upgrade(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ibash_index.migrate.command, "upgrade", upgrade_then_stop)
+    monkeypatch.setattr(alembic.command, "upgrade", upgrade_then_stop)
     with pytest.raises(KeyboardInterrupt):
         build([root], str(db), BuildOptions(workers=0))
     monkeypatch.undo()
