@@ -19,7 +19,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +34,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    delete,
     func,
     insert,
     literal_column,
@@ -77,6 +78,10 @@ _local = spooled.to_metadata(MetaData(), schema=None)  # the same table, as a wo
 _CREATE = str(CreateTable(_local, if_not_exists=True).compile(dialect=sqlite.dialect()))
 _INSERT = str(insert(_local).compile(dialect=sqlite.dialect(), column_keys=[c.name for c in _local.columns][1:]))
 _LAST = str(select(func.max(_local.c.n)).compile(dialect=sqlite.dialect()))
+_DELETE = str(
+    delete(_local).where(_local.c.n.between(bindparam("a"), bindparam("b"))).compile(dialect=sqlite.dialect())
+)
+RELEASE_ROWS = 500_000  # copied rows a spool collects before they are deleted: few lock waits, a bounded file
 
 
 @dataclass(frozen=True)
@@ -153,10 +158,45 @@ class Spools:
     def __init__(self, folder: Path, slots: int) -> None:
         self.folder = folder
         self.paths = [str(folder / f"{slot}.db") for slot in range(max(1, min(slots, MAX_SLOTS)))]
+        self._release: dict[int, sqlite3.Connection] = {}
+        self._copied: list[Spooled] = []
         for path in self.paths:  # created here, so the writer can attach them before any worker starts
             conn = _open(path)
             conn.execute(_CREATE)
             conn.close()
+
+    def __getstate__(self) -> dict:
+        return {"folder": self.folder, "paths": self.paths}  # workers get the paths, not the writer's connections
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _release={}, _copied=[])
+
+    def release(self, copied: Iterable[Spooled]) -> None:
+        """Delete rows the index now holds, once enough have been copied, so spools stay small however large the build.
+
+        Rarely and in merged ranges: each delete takes the spool's write lock, which its worker then waits for.
+        """
+        self._copied.extend(copied)
+        if sum(where.count for where in self._copied) < RELEASE_ROWS:
+            return
+        by_slot: dict[int, list[tuple[int, int]]] = {}
+        for where in sorted(self._copied, key=lambda w: (w.slot, w.first)):
+            ranges = by_slot.setdefault(where.slot, [])
+            if ranges and ranges[-1][1] + 1 == where.first:
+                ranges[-1] = (ranges[-1][0], where.last)
+            else:
+                ranges.append((where.first, where.last))
+        self._copied.clear()
+        for slot, ranges in sorted(by_slot.items()):
+            conn = self._release.get(slot) or self._release.setdefault(slot, _open(self.paths[slot]))
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_DELETE, ranges)
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        for conn in self._release.values():
+            conn.close()
+        self._release.clear()
 
     def slot_for(self, worker: int) -> int:
         return worker % len(self.paths)
@@ -218,7 +258,11 @@ def spools_for(db: str | None, slots: int) -> Iterator[Spools]:
         for stale in path.parent.glob(f"{prefix}*"):  # the build lock is held: no other build uses these
             shutil.rmtree(stale, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))  # mode 0700
+    spools = None
     try:
-        yield Spools(folder, slots)
+        spools = Spools(folder, slots)
+        yield spools
     finally:
+        if spools is not None:
+            spools.close()
         shutil.rmtree(folder, ignore_errors=True)

@@ -336,6 +336,8 @@ class Writer:
                 raise
 
         _retrying(attempt)
+        if self.spools is not None:
+            self.spools.release(r.spooled for r in results if r.spooled is not None)
         self.states.update(pending.states)
         self.rows.update(pending.rows)
         self.tag_ids.update(pending.tag_ids)
