@@ -215,7 +215,7 @@ class _Walker(_Rows):
         if vr not in CACHED_VRS:
             return None
         key = (tag, creator, raw.VR, raw.is_little_endian, self._charset(ds, tag), raw.value)
-        known = _KNOWN_VALUES.get(key)
+        known = _known(key)
         if known is None:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -271,8 +271,13 @@ class _Walker(_Rows):
 # Values whose conversion depends only on their own bytes (and the key in _known_value).
 CACHED_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
                         "ST", "SV", "TM", "UC", "UI", "UL", "UR", "US", "UT", "UV"})  # fmt: skip
-KNOWN_VALUES_MAX = 200_000  # per worker process; cleared when full
+# Two generations of at most KNOWN_VALUES_MAX entries each (per worker process): when the new one is
+# full it becomes the old one and the previous old one is dropped, so values unique to one file
+# (UIDs, positions, times) never pile up and memory stays flat however many files a worker reads,
+# while values that repeat (a series' attributes) move to the new generation when met again.
+KNOWN_VALUES_MAX = 8192
 _KNOWN_VALUES: dict[tuple, tuple] = {}
+_KNOWN_OLD: dict[tuple, tuple] = {}
 
 
 def _remember(key: tuple, elem: DataElement, messages: tuple[str, ...]) -> tuple:
@@ -283,10 +288,25 @@ def _remember(key: tuple, elem: DataElement, messages: tuple[str, ...]) -> tuple
         with contextlib.suppress(TypeError, ValueError, OverflowError):
             number = float(elem.value)
     known = (elem.VR, vm, value_text(elem.value), number, messages)
-    if len(_KNOWN_VALUES) >= KNOWN_VALUES_MAX:
-        _KNOWN_VALUES.clear()
-    _KNOWN_VALUES[key] = known
+    _keep_known(key, known)
     return known
+
+
+def _known(key: tuple) -> tuple | None:
+    """A cached value from either generation; one from the old generation moves to the new one."""
+    known = _KNOWN_VALUES.get(key)
+    if known is None:
+        known = _KNOWN_OLD.get(key)
+        if known is not None:
+            _keep_known(key, known)
+    return known
+
+
+def _keep_known(key: tuple, known: tuple) -> None:
+    global _KNOWN_VALUES, _KNOWN_OLD
+    if len(_KNOWN_VALUES) >= KNOWN_VALUES_MAX:  # the old generation goes, values still in use live on
+        _KNOWN_OLD, _KNOWN_VALUES = _KNOWN_VALUES, {}
+    _KNOWN_VALUES[key] = known
 
 
 def _known_row(
@@ -902,7 +922,7 @@ class _FastWalker(_Rows):
         value = self.data[element.start : element.end] if length else empty_value_for_VR(vr, raw=True)
         if value is not None and not deferred and key_vr in CACHED_VRS:  # as _Walker._known_value caches
             key = (tag, creator, vr, True, None if tag == 0x00080005 else level.key, value)
-            known = _KNOWN_VALUES.get(key)
+            known = _KNOWN_VALUES.get(key) or _known(key)
             row_length = None if early else length
             if known is not None:
                 self.messages.extend(known[4])
