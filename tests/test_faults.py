@@ -327,11 +327,14 @@ def test_a_second_build_refuses_at_once_and_writes_nothing(tmp_path: Path) -> No
     first = subprocess.Popen(cli(root, "--db", db, "--workers", "2", "-q"), cwd=REPO, stderr=subprocess.PIPE)
     try:
         wait_for_rows(db, first)
+        os.kill(first.pid, signal.SIGSTOP)  # paused mid-build, lock held: the second build cannot race past its end
+        assert first.poll() is None, "the first build ended before the second could start"
         started = time.monotonic()
         second = subprocess.run(cli(root, "--db", db, "--workers", "1"), cwd=REPO, capture_output=True, timeout=60)
         assert time.monotonic() - started < 15
         assert second.returncode == 1
         assert second.stderr.decode().strip() == f"Error: another build is writing to {db}; wait for it to finish"
+        os.kill(first.pid, signal.SIGCONT)
         assert first.wait(timeout=600) == 0
     finally:
         if first.poll() is None:
