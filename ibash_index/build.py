@@ -23,17 +23,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import pydicom
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import __version__
 from .crawl import Candidate, Skipped, crawl, resolve_roots
 from .errors import IbashError
-from .extract import ExtractOptions, FileResult
-from .pool import Limits, Pool, default_workers, read_serial
+from .outcome import ExtractOptions, FileResult
 from .schema import builds, files
-from .spool import spools_for
+from .spool import Spools, spools_for
 from .store import (
     Writer,
     build_lock,
@@ -79,6 +77,10 @@ REASON_GROUPS = frozenset(
         "pydicom",
     }
 )
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,7 @@ def _build(
                 started_at=_now(),
                 status="running",
                 tool_version=__version__,
-                pydicom_version=pydicom.__version__,
+                pydicom_version=_pydicom_version(),
                 roots=json.dumps(roots),
                 options=json.dumps(asdict(options)),
             )
@@ -261,16 +263,7 @@ def _build(
             site_from=options.site_from,
             max_inflated=options.max_memory_mb * MB // 4,  # pydicom holds the inflated data set, and more
         )
-        if options.workers <= 0:
-            results = read_serial(to_read, extract_options)
-        else:
-            pool = Pool(
-                min(options.workers, max(1, len(to_read))),
-                extract_options,
-                Limits(options.timeout, options.max_memory_mb),
-                spools=spools,
-            )
-            results = pool.run(to_read)
+        results = _reader(to_read, options, extract_options, spools)
         _write_all(writer, direct, results, summary, len(to_read), progress)
         restore_element_indexes(engine)
         writer.refresh_hierarchy(everything=unclean or options.full)
@@ -301,6 +294,25 @@ def _build(
                 .values(status=status, finished_at=_now(), **summary.stored())
             )
     return summary
+
+
+def _reader(
+    to_read: list[Candidate], options: BuildOptions, extract_options: ExtractOptions, spools: Spools | None
+) -> Iterator[FileResult]:
+    """Results for the files to read: from worker processes, or read here with --workers 0."""
+    if not to_read:
+        return iter(())  # a rebuild with nothing to read does not even import pydicom
+    from .pool import Limits, Pool, read_serial
+
+    if options.workers <= 0:
+        return read_serial(to_read, extract_options)
+    pool = Pool(
+        min(options.workers, len(to_read)),
+        extract_options,
+        Limits(options.timeout, options.max_memory_mb),
+        spools=spools,
+    )
+    return pool.run(to_read)
 
 
 def _written(engine, build_id: int, summary: BuildSummary) -> int:
@@ -437,6 +449,12 @@ def _owned(path: bytes, root: str, roots: list[str], shard: tuple[int, int] | No
 def _under(path: bytes, root: str) -> bool:
     broot = os.fsencode(root).rstrip(b"/") + b"/"
     return path.startswith(broot) or path == broot[:-1]
+
+
+def _pydicom_version() -> str:
+    from importlib.metadata import version
+
+    return version("pydicom")
 
 
 def _now() -> str:

@@ -23,7 +23,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import pydicom
 import pydicom.charset
@@ -42,9 +42,7 @@ from pydicom.values import convert_string
 
 from . import rawread
 from .crawl import file_kind
-
-if TYPE_CHECKING:
-    from .spool import Spooled
+from .outcome import ExtractOptions, FileResult
 
 BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US or OW"})
 NUMERIC_VRS = frozenset({"DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "US or SS"})
@@ -87,56 +85,6 @@ HIERARCHY = {
 HIERARCHY_TAGS = {int(Tag(k)): v for k, v in HIERARCHY.items()}
 # Copied as numbers (from the `number` column), not text.
 NUMBER_TAGS = frozenset(int(Tag(k)) for k in ("SeriesNumber", "InstanceNumber", "MagneticFieldStrength"))
-
-
-@dataclass(frozen=True)
-class ExtractOptions:
-    """What a worker needs to know besides the path."""
-
-    max_blob: int = 256
-    defer_size: int = 64 * 1024
-    site_from: str = "InstitutionName"
-    max_inflated: int = 512 * 1024 * 1024  # bytes a deflated data set may inflate to; 0 = no limit
-
-
-@dataclass
-class FileResult:
-    """The outcome of reading one file; `rows` are element tuples in ROW_FIELDS order."""
-
-    path_bytes: bytes
-    root: str
-    status: str  # indexed, not_dicom, error, skipped
-    size: int | None = None
-    mtime_ns: int | None = None
-    reason: str | None = None
-    warning: str | None = None
-    header: dict[str, Any] = field(default_factory=dict)
-    rows: list[tuple] = field(default_factory=list)
-    spooled: Spooled | None = None  # where a worker left the rows instead (rows is then empty)
-    new_tags: list[tuple[int, str]] = field(default_factory=list)  # (tag, creator) keys its spool had not seen
-
-    @property
-    def element_count(self) -> int:
-        return self.spooled.count if self.spooled is not None else len(self.rows)
-
-
-ROW_FIELDS = (
-    "seq",
-    "parent_seq",
-    "item",
-    "depth",
-    "tag",
-    "private_creator",
-    "vr",
-    "vm",
-    "value",
-    "number",
-    "length",
-    "hash",
-    "data",
-    "element_path",
-    "flag",
-)
 
 
 class _Rows:

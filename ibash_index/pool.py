@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import os
 import signal
 import time
 from collections import deque
@@ -22,7 +21,8 @@ from multiprocessing.connection import Connection, wait
 
 from .crawl import Candidate
 from .errors import IbashError
-from .extract import OUT_OF_MEMORY, ExtractOptions, FileResult, read_file
+from .extract import OUT_OF_MEMORY, read_file
+from .outcome import ExtractOptions, FileResult
 from .spool import Spools, SpoolWriter
 
 BATCH = 8
@@ -273,7 +273,3 @@ def read_serial(
     """
     for c in candidates:
         yield reader(c.path, c.root, options)
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -47,13 +47,13 @@ from sqlalchemy.schema import CreateTable
 from .schema import elements, tags
 
 if TYPE_CHECKING:
-    from .extract import FileResult
+    from .outcome import FileResult
 
 MAX_SLOTS = 8  # SQLite attaches at most 10 databases to one connection; workers beyond this share slots
 SCHEMA = "spool"  # placeholder schema, mapped to each attached slot's name with schema_translate_map
 
 _metadata = MetaData()
-# The element row of extract.ROW_FIELDS, plus `n` (the rowid) that results point at.
+# The element row of outcome.ROW_FIELDS, plus `n` (the rowid) that results point at.
 spooled = Table(
     "rows",
     _metadata,

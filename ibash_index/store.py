@@ -30,7 +30,7 @@ from .schema import elements, files, instances, series, studies, tags
 from .spool import Spooled, Spools, copy_sql, slot_alias
 
 if TYPE_CHECKING:  # pydicom (through extract) is imported only by what reads files: reports start faster
-    from .extract import FileResult
+    from .outcome import FileResult
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -641,7 +641,7 @@ def _get_or_create(
 
 
 def _element_row(instance_id: int, row: tuple, tag_ids: dict[tuple[int, str], int]) -> tuple:
-    """An `elements` row from a reader's row (extract.ROW_FIELDS): instance id first, the tag id for tag and creator."""
+    """An `elements` row from a reader's row (outcome.ROW_FIELDS): instance id first, the tag id for tag and creator."""
     return (instance_id, *row[:4], tag_ids[(row[4], row[5] or "")], *row[6:])
 
 

@@ -26,6 +26,7 @@ import pytest
 
 import ibash_index.build
 import ibash_index.migrate
+import ibash_index.pool
 from ibash_index.build import BuildInterrupted, BuildOptions, build
 from ibash_index.crawl import Candidate, Skipped
 from ibash_index.errors import IbashError
@@ -102,7 +103,7 @@ def test_a_hanging_file_costs_one_timeout(tmp_path: Path, monkeypatch: pytest.Mo
     root = tmp_path / "data"
     copy_corpus(root, 30)
     (root / "s0-000" / "hang.dcm").write_bytes(dicom(900))
-    monkeypatch.setattr(ibash_index.build, "Pool", functools.partial(Pool, reader=hanging_reader))
+    monkeypatch.setattr(ibash_index.pool, "Pool", functools.partial(Pool, reader=hanging_reader))
     started = time.monotonic()
     summary = build([root], str(tmp_path / "x.db"), BuildOptions(workers=1, timeout=2))
     assert time.monotonic() - started < 60
@@ -149,7 +150,7 @@ def test_a_worker_killed_mid_build_costs_one_file(tmp_path: Path, monkeypatch: p
     (root / "s0-000" / "victim.dcm").write_bytes(dicom(904))
     pidfile = tmp_path / "pid"
     monkeypatch.setenv("IBASH_TEST_PIDFILE", str(pidfile))
-    monkeypatch.setattr(ibash_index.build, "Pool", functools.partial(Pool, reader=pid_reporting_reader))
+    monkeypatch.setattr(ibash_index.pool, "Pool", functools.partial(Pool, reader=pid_reporting_reader))
 
     def kill_the_victim_reader() -> None:
         deadline = time.monotonic() + 60
@@ -526,7 +527,7 @@ def test_workers_that_cannot_start_stop_the_build_with_one_error(
 
     root = tmp_path / "data"
     copy_corpus(root, 20)
-    monkeypatch.setattr(ibash_index.build, "Pool", functools.partial(Pool, reader=broken_worker_module.reader))
+    monkeypatch.setattr(ibash_index.pool, "Pool", functools.partial(Pool, reader=broken_worker_module.reader))
     db = tmp_path / "x.db"
     with pytest.raises(IbashError, match=r"^worker processes cannot start \(the last one ended with code 1\)"):
         build([root], str(db), BuildOptions(workers=2))

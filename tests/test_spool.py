@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import ibash_index.build
+import ibash_index.pool
 import ibash_index.spool
 from ibash_index.build import BuildOptions, build
 from ibash_index.extract import ExtractOptions, FileResult, read_file
@@ -102,7 +102,7 @@ def test_rows_a_killed_worker_left_are_never_copied(tmp_path: Path, monkeypatch:
     shutil.copyfile(next(root.rglob("*.dcm")), root / "victim.dcm")
     db = tmp_path / "x.db"
     monkeypatch.setenv("IBASH_TEST_DB", str(db))
-    monkeypatch.setattr(ibash_index.build, "Pool", functools.partial(Pool, reader=spooling_then_dying_reader))
+    monkeypatch.setattr(ibash_index.pool, "Pool", functools.partial(Pool, reader=spooling_then_dying_reader))
     summary = build([root], str(db), BuildOptions(workers=1))
     assert summary.errors == 1
     con = sqlite3.connect(db)
