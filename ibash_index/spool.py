@@ -85,6 +85,12 @@ _LAST = str(select(func.max(_local.c.n)).compile(dialect=sqlite.dialect()))
 _DELETE = str(
     delete(_local).where(_local.c.n.between(bindparam("a"), bindparam("b"))).compile(dialect=sqlite.dialect())
 )
+_READ = str(
+    select(*_local.columns[1:])
+    .where(_local.c.n.between(bindparam("a"), bindparam("b")))
+    .order_by(_local.c.n)
+    .compile(dialect=sqlite.dialect())
+)
 RELEASE_ROWS = 500_000  # copied rows a spool collects before they are deleted: few lock waits, a bounded file
 
 
@@ -167,7 +173,7 @@ class Spools:
     def __init__(self, folder: Path, slots: int) -> None:
         self.folder = folder
         self.paths = [str(folder / f"{slot}.db") for slot in range(max(1, min(slots, MAX_SLOTS)))]
-        self._release: dict[int, sqlite3.Connection] = {}
+        self._conns: dict[int, sqlite3.Connection] = {}
         self._copied: list[Spooled] = []
         for path in self.paths:  # created here, so the writer can attach them before any worker starts
             conn = _open(path)
@@ -178,7 +184,7 @@ class Spools:
         return {"folder": self.folder, "paths": self.paths}  # workers get the paths, not the writer's connections
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _release={}, _copied=[])
+        self.__dict__.update(state, _conns={}, _copied=[])
 
     def release(self, copied: Iterable[Spooled]) -> None:
         """Delete rows the index now holds, once enough have been copied, so spools stay small however large the build.
@@ -197,15 +203,21 @@ class Spools:
                 ranges.append((where.first, where.last))
         self._copied.clear()
         for slot, ranges in sorted(by_slot.items()):
-            conn = self._release.get(slot) or self._release.setdefault(slot, _open(self.paths[slot]))
+            conn = self._conn(slot)
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(_DELETE, ranges)
             conn.execute("COMMIT")
 
+    def _conn(self, slot: int) -> sqlite3.Connection:
+        """The writer's own connection to a slot (workers have theirs)."""
+        if slot not in self._conns:
+            self._conns[slot] = _open(self.paths[slot])
+        return self._conns[slot]
+
     def close(self) -> None:
-        for conn in self._release.values():
+        for conn in self._conns.values():
             conn.close()
-        self._release.clear()
+        self._conns.clear()
 
     def slot_for(self, worker: int) -> int:
         return worker % len(self.paths)
@@ -215,15 +227,7 @@ class Spools:
 
     def read(self, where: Spooled) -> list[tuple]:
         """One file's rows, as the reader made them (for databases that cannot attach a spool)."""
-        conn = sqlite3.connect(f"file:{self.paths[where.slot]}?mode=ro", uri=True)
-        try:
-            columns = ", ".join(c.name for c in _local.columns[1:])
-            return conn.execute(
-                f"SELECT {columns} FROM rows WHERE n BETWEEN ? AND ? ORDER BY n",
-                (where.first, where.last),
-            ).fetchall()
-        finally:
-            conn.close()
+        return self._conn(where.slot).execute(_READ, (where.first, where.last)).fetchall()
 
 
 def copy_sql(slot: int) -> str:
