@@ -256,7 +256,7 @@ def _build(
         if options.full:  # forget what these roots (and this shard) hold; other roots are left alone
             writer.remove(mine)
             mine = []
-        to_read, direct, seen = _plan(roots, options, writer, summary)
+        to_read, direct, seen = _plan(roots, options, writer, summary, _own_files(db))
         summary.removed = writer.remove(p for p in mine if p not in seen)
         extract_options = ExtractOptions(
             max_blob=options.max_blob,
@@ -326,8 +326,21 @@ def _written(engine, build_id: int, summary: BuildSummary) -> int:
         return summary.indexed + summary.not_dicom + summary.errors + summary.skipped
 
 
+def _own_files(db: str) -> Callable[[bytes], bool]:
+    """Whether a path is the index itself (its -wal, -shm, its spools): a database kept inside a root is not data."""
+    if is_url(db):
+        return lambda path: False
+    base = os.fsencode(os.path.realpath(db))
+    folder, name = os.path.split(base)
+    spools = os.path.join(folder, b"." + name + b".spool-")
+    return lambda path: (
+        (path.startswith(base) and path[len(base) :] in (b"", b"-wal", b"-shm", b"-journal"))
+        or (path.startswith(spools))
+    )
+
+
 def _plan(
-    roots: list[str], options: BuildOptions, writer: Writer, summary: BuildSummary
+    roots: list[str], options: BuildOptions, writer: Writer, summary: BuildSummary, own: Callable[[bytes], bool]
 ) -> tuple[list[Candidate], list[FileResult], set[bytes]]:
     """Split what the crawl finds into files to read, entries to record as they are, and unchanged files.
 
@@ -338,7 +351,7 @@ def _plan(
     direct: list[FileResult] = []
     seen: set[bytes] = set()
     for item in crawl(roots, options.follow_symlinks):
-        if not in_shard(item.path, item.root, options.shard):
+        if not in_shard(item.path, item.root, options.shard) or own(item.path):
             continue
         seen.add(item.path)
         summary.files_seen += 1

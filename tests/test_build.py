@@ -205,3 +205,16 @@ def test_build_row_records_counts_and_versions(tmp_path: Path) -> None:
     assert row[:4] == ("complete", pydicom.__version__, len(SOURCES), 1)
     assert row[4] == con.execute("SELECT count(*) FROM elements").fetchone()[0]
     assert row[5] is not None
+
+
+def test_a_database_inside_a_root_is_not_indexed(tmp_path: Path) -> None:
+    """`build . --db index.db` from inside the data: the index, its WAL and its spools are not files of the data."""
+    root = make_tree(tmp_path / "data")
+    db = root / "index.db"
+    first = build([root], str(db), BuildOptions(workers=2))
+    again = build([root], str(db), BuildOptions(workers=2))
+    assert first.files_seen == again.files_seen == len(SOURCES) + 1  # the DICOM files and catalog.xml
+    assert (again.unchanged, again.removed, again.indexed) == (len(SOURCES) + 1, 0, 0)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM files WHERE path LIKE '%index.db%'").fetchone()[0] == 0
+    con.close()
