@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import migrate
+from . import migrate, summaries
 from .errors import BuildLocked, IbashError, NotAnIndex
 from .extract import HIERARCHY_TAGS, NUMBER_TAGS, FileResult
 from .reports import install_reports
@@ -348,6 +348,7 @@ class Writer:
             pending.states[r.path_bytes].instance_id = iid
             element_rows.extend((iid, *row[:4], tag_ids[(row[4], row[5] or "")], *row[6:]) for row in r.rows)
         self._insert_elements(conn, element_rows)
+        summaries.add(conn, [s.instance_id for s in pending.states.values() if s.instance_id is not None])
         pending.elements += len(element_rows)
 
     def _insert_elements(self, conn: Connection, rows: list[tuple]) -> None:
@@ -364,6 +365,7 @@ class Writer:
         for chunk in _chunks(ids, 500):
             rows = conn.execute(select(instances.c.series_id).where(instances.c.id.in_(chunk)).distinct())
             pending.dirty_series.update(r[0] for r in rows)
+            summaries.subtract(conn, chunk)
             conn.execute(delete(elements).where(elements.c.instance_id.in_(chunk)))
             conn.execute(delete(instances).where(instances.c.id.in_(chunk)))
 
