@@ -1,6 +1,8 @@
 """Tables and indexes that the saved reports in `sql/` need, on the shared `schema.metadata`.
 
-Migration 0002 creates them; `schema.py` imports this module so that Alembic's check sees them.
+Migration 0002 creates ps315_attributes and ix_elements_blank, migration 0003 the summary_* tables
+(kept by the build through ibash_index/summaries.py); `schema.py` imports this module so that
+Alembic's check sees them.
 """
 
 from __future__ import annotations

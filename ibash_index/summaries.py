@@ -28,17 +28,23 @@ def _statements(path: str) -> list[str]:
 
 
 @functools.cache
-def _maintenance() -> tuple[list[TextClause], list[TextClause]]:
-    """(upserts, prunes): compiled once per process."""
+def _maintenance() -> tuple[list[tuple[TextClause, frozenset[str]]], list[TextClause]]:
+    """(statements with the parameters each takes, prunes): read and compiled once per process.
+
+    Statements run in file-name order: batch_*.sql fill temporary tables from the instances'
+    elements, summary_*.sql count those (or the elements themselves) into the summaries.
+    """
     folder = bundled_dir("sql") / "maintenance"
-    ids = bindparam("ids", expanding=True)
-    upserts = [
-        text(s).bindparams(ids)
-        for path in sorted(folder.glob("summary_*.sql"))
-        for s in _statements(path.read_text(encoding="utf-8"))
-    ]
+    statements = []
+    for path in sorted(folder.glob("*.sql")):
+        if path.name == "prune.sql":
+            continue
+        for sql in _statements(path.read_text(encoding="utf-8")):
+            params = frozenset(p for p in ("ids", "sign") if f":{p}" in sql)
+            clause = text(sql).bindparams(bindparam("ids", expanding=True)) if "ids" in params else text(sql)
+            statements.append((clause, params))
     prunes = [text(s) for s in _statements((folder / "prune.sql").read_text(encoding="utf-8"))]
-    return upserts, prunes
+    return statements, prunes
 
 
 def add(conn: Connection, instance_ids: Iterable[int]) -> None:
@@ -56,11 +62,11 @@ def subtract(conn: Connection, instance_ids: Iterable[int]) -> None:
 
 
 def _apply(conn: Connection, ids: Sequence[int], sign: int) -> None:
-    upserts = _maintenance()[0]
+    statements = _maintenance()[0]
     for start in range(0, len(ids), CHUNK):
-        chunk = list(ids[start : start + CHUNK])
-        for statement in upserts:
-            conn.execute(statement, {"ids": chunk, "sign": sign})
+        values = {"ids": list(ids[start : start + CHUNK]), "sign": sign}
+        for statement, params in statements:
+            conn.execute(statement, {p: values[p] for p in params})
 
 
 def rebuild(conn: Connection) -> None:

@@ -1,49 +1,6 @@
 -- title: summary_phi_values: the values of summary_phi_groups
--- description: Adds (:sign = 1) or takes away (:sign = -1) the instances :ids from
+-- description: Adds (:sign = 1) or takes away (:sign = -1) the instances in summary_batch_phi from
 --   summary_phi_values: each value of each group of summary_phi_groups, with its elements.
-WITH profile AS (
-    -- tags listed in PS3.15 Table E.1-1 and their action (as phi.sql used to find them with LIKE):
-    -- exact entries by the table's key, the few with xx wildcards by pattern
-    SELECT m.tag_id, MIN(m.action) AS action
-    FROM (
-        SELECT t.id AS tag_id, p.basic_profile AS action
-        FROM tags AS t
-        JOIN ps315_attributes AS p ON p.tag = t.tag_text
-        WHERE t.private_creator = '' AND (t.tag / 65536) % 2 = 0
-        UNION ALL
-        SELECT t.id AS tag_id, p.basic_profile AS action
-        FROM tags AS t
-        JOIN ps315_attributes AS p ON t.tag_hex LIKE REPLACE(p.tag_hex, 'x', '_')
-        WHERE t.private_creator = '' AND (t.tag / 65536) % 2 = 0 AND p.tag_hex LIKE '%x%'
-    ) AS m
-    GROUP BY m.tag_id
-),
-hits AS (
-    SELECT COALESCE(i.site, '') AS site,
-           COALESCE(t.private_tag, t.tag_text) AS tag,
-           CASE WHEN t.keyword <> '' THEN t.keyword ELSE t.name END AS name,
-           t.private_creator,
-           CASE WHEN p.action IS NOT NULL THEN 'PS3.15 E.1-1'
-                WHEN e.vr = 'PN' THEN 'person name'
-                WHEN e.vr IN ('DA', 'DT', 'TM') THEN 'date or time'
-                WHEN e.vr = 'UI' THEN 'UID'
-                ELSE 'private text'
-           END AS category,
-           COALESCE(p.action, '') AS action,
-           e.instance_id,
-           e.seq,
-           e.depth,
-           e.value
-    FROM elements AS e
-    JOIN tags AS t ON t.id = e.tag_id
-    JOIN instances AS i ON i.id = e.instance_id
-    LEFT JOIN profile AS p ON p.tag_id = t.id
-    WHERE e.instance_id IN :ids
-      AND e.vm > 0
-      AND (p.action IS NOT NULL
-           OR e.vr IN ('PN', 'DA', 'DT', 'TM', 'UI')
-           OR (t.private_tag IS NOT NULL AND e.vr IN ('LO', 'LT', 'SH', 'ST', 'UC', 'UT')))
-)
 INSERT INTO summary_phi_values (site, tag, name, private_creator, category, action, value_key, value, elements)
 SELECT v.site, v.tag, v.name, v.private_creator, v.category, v.action, v.value_key, v.value, :sign * COUNT(*)
 FROM (
@@ -51,7 +8,7 @@ FROM (
            CASE WHEN LENGTH(h.value) <= 200 THEN h.value
                 ELSE SUBSTR(h.value, 1, 200) || '#' || CAST(h.instance_id AS TEXT) || '.' || CAST(h.seq AS TEXT)
            END AS value_key
-    FROM hits AS h
+    FROM summary_batch_phi AS h
     WHERE h.value IS NOT NULL
 ) AS v
 WHERE true
