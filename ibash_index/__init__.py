@@ -12,20 +12,25 @@ The command line is a thin layer over these functions:
 
 __version__ = "0.1.0"
 
-from .build import BuildOptions, BuildSummary
-from .errors import IbashError
-from .reports import load_reports, run_saved_report, run_sql
-from .sample import make_sample
-from .store import open_index
+import importlib
+from typing import Any
 
-__all__ = [
-    "BuildOptions",
-    "BuildSummary",
-    "IbashError",
-    "__version__",
-    "load_reports",
-    "make_sample",
-    "open_index",
-    "run_saved_report",
-    "run_sql",
-]
+# Imported on first use, so that `ibash-index report` does not pay for pydicom and the build.
+_EXPORTS = {
+    "BuildOptions": "build",
+    "BuildSummary": "build",
+    "IbashError": "errors",
+    "load_reports": "reports",
+    "run_saved_report": "reports",
+    "run_sql": "reports",
+    "make_sample": "sample",
+    "open_index": "store",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,22 +18,29 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import pydicom
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import __version__
 from .crawl import Candidate, Skipped, crawl, resolve_roots
 from .errors import IbashError
-from .extract import ExtractOptions, FileResult
-from .pool import Limits, Pool, default_workers, read_serial
+from .outcome import ExtractOptions, FileResult
 from .schema import builds, files
-from .store import Writer, build_lock, is_url, load_file_states, open_index
+from .spool import Spools, spools_for
+from .store import (
+    Writer,
+    build_lock,
+    defer_element_indexes,
+    is_url,
+    load_file_states,
+    open_index,
+    restore_element_indexes,
+)
 
 BATCH_FILES = 200
 BATCH_ELEMENTS = 50_000
@@ -51,6 +58,7 @@ REASON_GROUPS = frozenset(
         "unreadable DICOM",
         "not DICOM",
         "cannot read",
+        "cannot spool",
         "cannot stat",
         "cannot list folder",
         "vanished",
@@ -69,6 +77,10 @@ REASON_GROUPS = frozenset(
         "pydicom",
     }
 )
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -221,15 +233,22 @@ def _build(
                 started_at=_now(),
                 status="running",
                 tool_version=__version__,
-                pydicom_version=pydicom.__version__,
+                pydicom_version=_pydicom_version(),
                 roots=json.dumps(roots),
                 options=json.dumps(asdict(options)),
             )
             .returning(builds.c.id)
         ).scalar_one()
     summary.build_id = build_id
+    restore_element_indexes(engine)  # in case a build killed after deferring them
+    defer_element_indexes(engine)
+    stack = ExitStack()
+    spools = None
+    if options.workers > 0:  # workers leave element rows in spools; read in process, rows stay in the results
+        spools = stack.enter_context(spools_for(None if is_url(db) else db, options.workers))
     with engine.connect() as conn:
-        writer = Writer(engine, build_id, load_file_states(conn))
+        writer = Writer(engine, build_id, load_file_states(conn), spools)
+    stack.callback(writer.close)
     status = "failed"
     results: Iterator[FileResult] | None = None
     try:
@@ -244,16 +263,9 @@ def _build(
             site_from=options.site_from,
             max_inflated=options.max_memory_mb * MB // 4,  # pydicom holds the inflated data set, and more
         )
-        if options.workers <= 0:
-            results = read_serial(to_read, extract_options)
-        else:
-            pool = Pool(
-                min(options.workers, max(1, len(to_read))),
-                extract_options,
-                Limits(options.timeout, options.max_memory_mb),
-            )
-            results = pool.run(to_read)
+        results = _reader(to_read, options, extract_options, spools)
         _write_all(writer, direct, results, summary, len(to_read), progress)
+        restore_element_indexes(engine)
         writer.refresh_hierarchy(everything=unclean or options.full)
         status = "complete"
     except (KeyboardInterrupt, _Terminated) as exc:
@@ -271,6 +283,7 @@ def _build(
         if results is not None:
             with suppress(Exception):
                 results.close()  # type: ignore[attr-defined]  # stops the workers now
+        stack.close()  # the writer's connection, then the spools
         summary.elements = writer.elements_written
         summary.seconds = round(time.monotonic() - started, 3)
         # Best effort: with the disk full this fails too, and the next build sees a run that did not complete.
@@ -281,6 +294,25 @@ def _build(
                 .values(status=status, finished_at=_now(), **summary.stored())
             )
     return summary
+
+
+def _reader(
+    to_read: list[Candidate], options: BuildOptions, extract_options: ExtractOptions, spools: Spools | None
+) -> Iterator[FileResult]:
+    """Results for the files to read: from worker processes, or read here with --workers 0."""
+    if not to_read:
+        return iter(())  # a rebuild with nothing to read does not even import pydicom
+    from .pool import Limits, Pool, read_serial
+
+    if options.workers <= 0:
+        return read_serial(to_read, extract_options)
+    pool = Pool(
+        min(options.workers, len(to_read)),
+        extract_options,
+        Limits(options.timeout, options.max_memory_mb),
+        spools=spools,
+    )
+    return pool.run(to_read)
 
 
 def _written(engine, build_id: int, summary: BuildSummary) -> int:
@@ -345,7 +377,7 @@ def _write_all(
         last = time.monotonic()
         for done, result in enumerate(results, 1):
             batch.append(result)
-            batch_elements += len(result.rows)
+            batch_elements += result.element_count
             if len(batch) >= BATCH_FILES or batch_elements >= BATCH_ELEMENTS or time.monotonic() - last > BATCH_SECONDS:
                 background.put(batch)
                 batch, batch_elements, last = [], 0, time.monotonic()
@@ -417,6 +449,12 @@ def _owned(path: bytes, root: str, roots: list[str], shard: tuple[int, int] | No
 def _under(path: bytes, root: str) -> bool:
     broot = os.fsencode(root).rstrip(b"/") + b"/"
     return path.startswith(broot) or path == broot[:-1]
+
+
+def _pydicom_version() -> str:
+    from importlib.metadata import version
+
+    return version("pydicom")
 
 
 def _now() -> str:

@@ -27,15 +27,22 @@ from typing import Any, BinaryIO
 
 import pydicom
 import pydicom.charset
+import pydicom.misc
+import pydicom.uid
 import pydicom.valuerep
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_partial, read_preamble
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import AMBIGUOUS_VR
+from pydicom.values import convert_string
 
+from . import rawread
 from .crawl import file_kind
+from .outcome import ExtractOptions, FileResult
 
 BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US or OW"})
 NUMERIC_VRS = frozenset({"DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "US or SS"})
@@ -80,58 +87,28 @@ HIERARCHY_TAGS = {int(Tag(k)): v for k, v in HIERARCHY.items()}
 NUMBER_TAGS = frozenset(int(Tag(k)) for k in ("SeriesNumber", "InstanceNumber", "MagneticFieldStrength"))
 
 
-@dataclass(frozen=True)
-class ExtractOptions:
-    """What a worker needs to know besides the path."""
+class _Rows:
+    """The rows of one file in walk order, and the header filled from its top-level hierarchy attributes."""
 
-    max_blob: int = 256
-    defer_size: int = 64 * 1024
-    site_from: str = "InstitutionName"
-    max_inflated: int = 512 * 1024 * 1024  # bytes a deflated data set may inflate to; 0 = no limit
-
-
-@dataclass
-class FileResult:
-    """The outcome of reading one file; `rows` are element tuples in ROW_FIELDS order."""
-
-    path_bytes: bytes
-    root: str
-    status: str  # indexed, not_dicom, error, skipped
-    size: int | None = None
-    mtime_ns: int | None = None
-    reason: str | None = None
-    warning: str | None = None
-    header: dict[str, Any] = field(default_factory=dict)
-    rows: list[tuple] = field(default_factory=list)
-
-
-ROW_FIELDS = (
-    "seq",
-    "parent_seq",
-    "item",
-    "depth",
-    "tag",
-    "private_creator",
-    "vr",
-    "vm",
-    "value",
-    "number",
-    "length",
-    "hash",
-    "data",
-    "element_path",
-    "flag",
-)
-
-
-class _Walker:
-    """Depth-first walk that numbers elements and remembers where each one sits."""
-
-    def __init__(self, fp: BinaryIO | None, options: ExtractOptions) -> None:
-        self.fp = fp
+    def __init__(self, options: ExtractOptions) -> None:
         self.options = options
         self.rows: list[tuple] = []
         self.header: dict[str, Any] = {}
+
+    def _keep(self, row: tuple) -> None:
+        """Add a row; a top-level hierarchy attribute also goes into the header (as a number where one is kept)."""
+        self.rows.append(row)
+        tag, depth, text, number = row[4], row[3], row[8], row[9]
+        if depth == 0 and tag in HIERARCHY_TAGS:
+            self.header[HIERARCHY_TAGS[tag]] = number if number is not None and tag in NUMBER_TAGS else text
+
+
+class _Walker(_Rows):
+    """Depth-first walk of pydicom's data sets that numbers elements and remembers where each one sits."""
+
+    def __init__(self, fp: BinaryIO | None, options: ExtractOptions) -> None:
+        super().__init__(options)
+        self.fp = fp
         self.skip_top: set[int] = set()  # top-level tags that are not data (zero padding)
         self._charsets: dict[int, Any] = {}
 
@@ -149,28 +126,10 @@ class _Walker:
         creator = _private_creator(ds, tag)
         known = self._known_value(ds, tag, creator, raw) if isinstance(raw, RawDataElement) else None
         if known is not None:
-            vr, vm, text, number, messages = known
-            for message in messages:  # what pydicom said the first time, said again for this file
+            for message in known[4]:  # what pydicom said the first time, said again for this file
                 warnings.warn(message, UserWarning, stacklevel=1)
             path = f"{prefix}{_path_name(tag)}" if depth else None
-            row = (
-                len(self.rows),
-                parent,
-                item,
-                depth,
-                tag,
-                creator,
-                vr,
-                vm,
-                text,
-                number,
-                length,
-                None,
-                None,
-                path,
-                None,
-            )
-            self._keep(row)
+            self._keep(_known_row(known, len(self.rows), parent, item, depth, tag, creator, length, path))
             return
         flag = None
         try:
@@ -189,36 +148,13 @@ class _Walker:
         if elem is None:
             row = self._raw_row(raw, tag, creator, seq, parent, item, depth, path, flag)
         elif elem.VR == "SQ":
-            row = (
-                seq,
-                parent,
-                item,
-                depth,
-                tag,
-                creator,
-                "SQ",
-                len(elem.value),
-                None,
-                None,
-                length,
-                None,
-                None,
-                path,
-                None,
-            )
+            row = _sequence_row(seq, parent, item, depth, tag, creator, len(elem.value), length, path)
         else:
-            row = self._value_row(elem, tag, creator, seq, parent, item, depth, path, length)
+            row = _value_row(elem, tag, creator, seq, parent, item, depth, path, length, self.options.max_blob)
         self._keep(row)
         if elem is not None and elem.VR == "SQ":
             for i, child in enumerate(elem.value):
                 self.walk(child, seq, i, depth + 1, f"{prefix}{name}[{i}].")
-
-    def _keep(self, row: tuple) -> None:
-        """Add a row; a top-level hierarchy attribute also goes into the header (as a number where one is kept)."""
-        self.rows.append(row)
-        tag, depth, text, number = row[4], row[3], row[8], row[9]
-        if depth == 0 and tag in HIERARCHY_TAGS:
-            self.header[HIERARCHY_TAGS[tag]] = number if number is not None and tag in NUMBER_TAGS else text
 
     def _known_value(self, ds: Dataset, tag: int, creator: str | None, raw: RawDataElement) -> tuple | None:
         """(vr, vm, text, number, warnings) of a text or number value, converted once per distinct raw value.
@@ -236,7 +172,7 @@ class _Walker:
         if vr not in CACHED_VRS:
             return None
         key = (tag, creator, raw.VR, raw.is_little_endian, self._charset(ds, tag), raw.value)
-        known = _KNOWN_VALUES.get(key)
+        known = _known(key)
         if known is None:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -246,15 +182,7 @@ class _Walker:
                     return None  # the general path converts it again and flags it
             if elem.VR not in CACHED_VRS:
                 return None
-            vm = elem.VM
-            number = None
-            if vm == 1 and elem.VR in NUMERIC_VRS:
-                with contextlib.suppress(TypeError, ValueError, OverflowError):
-                    number = float(elem.value)
-            known = (elem.VR, vm, value_text(elem.value), number, tuple(str(w.message) for w in caught))
-            if len(_KNOWN_VALUES) >= KNOWN_VALUES_MAX:
-                _KNOWN_VALUES.clear()
-            _KNOWN_VALUES[key] = known
+            known = _remember(key, elem, tuple(str(w.message) for w in caught))
         return known
 
     def _charset(self, ds: Dataset, tag: int) -> Any:
@@ -268,51 +196,6 @@ class _Walker:
             charset = self._charsets[key] = tuple(found) if isinstance(found, (list, MultiValue)) else found
         return charset
 
-    def _value_row(
-        self,
-        elem: DataElement,
-        tag: int,
-        creator: str | None,
-        seq: int,
-        parent: int | None,
-        item: int | None,
-        depth: int,
-        path: str | None,
-        length: int | None,
-    ) -> tuple:
-        vr = elem.VR
-        value = elem.value
-        if vr in BINARY_VRS or isinstance(value, (bytes, bytearray)):
-            data = bytes(value) if value is not None else b""
-            if isinstance(value, list):  # OB/OW split into fragments by some readers
-                data = b"".join(value)
-            return (
-                seq,
-                parent,
-                item,
-                depth,
-                tag,
-                creator,
-                vr,
-                elem.VM,
-                None,
-                None,
-                len(data),
-                _sha1(data) if data else None,
-                data if len(data) <= self.options.max_blob else None,
-                path,
-                None,
-            )
-        vm = elem.VM
-        text = value_text(value)
-        number = None
-        if vm == 1 and vr in NUMERIC_VRS:
-            try:
-                number = float(value)
-            except (TypeError, ValueError, OverflowError):
-                number = None
-        return (seq, parent, item, depth, tag, creator, vr, vm, text, number, length, None, None, path, None)
-
     def _raw_row(
         self,
         raw: Any,
@@ -325,6 +208,7 @@ class _Walker:
         path: str | None,
         flag: str | None,
     ) -> tuple:
+        """A row from the raw bytes: a large binary value left in the file, or a value pydicom could not convert."""
         vr = getattr(raw, "VR", None) or "UN"
         length = getattr(raw, "length", None)
         data = getattr(raw, "value", None)
@@ -333,14 +217,7 @@ class _Walker:
                 length = _encapsulated_length(self.fp, raw.value_tell)
             if tag not in PIXEL_TAGS:
                 data = self._read_deferred(raw.value_tell, length)
-        if isinstance(data, (bytes, bytearray)):
-            digest = _sha1(data) if data else None
-            keep = data if flag or len(data) <= self.options.max_blob else None
-            text = data.decode("latin-1") if flag and vr not in BINARY_VRS else None
-        else:
-            digest = keep = text = None
-        vm = 1 if length else 0
-        return (seq, parent, item, depth, tag, creator, vr, vm, text, None, length, digest, keep, path, flag)
+        return _raw_row(vr, length, data, flag, (seq, parent, item, depth, tag, creator), path, self.options.max_blob)
 
     def _read_deferred(self, offset: int, length: int) -> bytes:
         assert self.fp is not None
@@ -351,8 +228,107 @@ class _Walker:
 # Values whose conversion depends only on their own bytes (and the key in _known_value).
 CACHED_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
                         "ST", "SV", "TM", "UC", "UI", "UL", "UR", "US", "UT", "UV"})  # fmt: skip
-KNOWN_VALUES_MAX = 200_000  # per worker process; cleared when full
+# Two generations of at most KNOWN_VALUES_MAX entries each (per worker process): when the new one is
+# full it becomes the old one and the previous old one is dropped, so values unique to one file
+# (UIDs, positions, times) never pile up and memory stays flat however many files a worker reads,
+# while values that repeat (a series' attributes) move to the new generation when met again.
+KNOWN_VALUES_MAX = 8192
 _KNOWN_VALUES: dict[tuple, tuple] = {}
+_KNOWN_OLD: dict[tuple, tuple] = {}
+
+
+def _remember(key: tuple, elem: DataElement, messages: tuple[str, ...]) -> tuple:
+    """Cache what a converted text or number value turns into: (vr, vm, text, number, warnings)."""
+    vm = elem.VM
+    number = None
+    if vm == 1 and elem.VR in NUMERIC_VRS:
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
+            number = float(elem.value)
+    known = (elem.VR, vm, value_text(elem.value), number, messages)
+    _keep_known(key, known)
+    return known
+
+
+def _known(key: tuple) -> tuple | None:
+    """A cached value from either generation; one from the old generation moves to the new one."""
+    known = _KNOWN_VALUES.get(key)
+    if known is None:
+        known = _KNOWN_OLD.get(key)
+        if known is not None:
+            _keep_known(key, known)
+    return known
+
+
+def _keep_known(key: tuple, known: tuple) -> None:
+    global _KNOWN_VALUES, _KNOWN_OLD
+    if len(_KNOWN_VALUES) >= KNOWN_VALUES_MAX:  # the old generation goes, values still in use live on
+        _KNOWN_OLD, _KNOWN_VALUES = _KNOWN_VALUES, {}
+    _KNOWN_VALUES[key] = known
+
+
+def _known_row(
+    known: tuple, seq: int, parent: int | None, item: int | None, depth: int, tag: int, creator: str | None,
+    length: int | None, path: str | None,
+) -> tuple:  # fmt: skip
+    vr, vm, text, number, _ = known
+    return (seq, parent, item, depth, tag, creator, vr, vm, text, number, length, None, None, path, None)
+
+
+def _sequence_row(
+    seq: int, parent: int | None, item: int | None, depth: int, tag: int, creator: str | None, items: int,
+    length: int | None, path: str | None,
+) -> tuple:  # fmt: skip
+    return (seq, parent, item, depth, tag, creator, "SQ", items, None, None, length, None, None, path, None)
+
+
+def _value_row(
+    elem: DataElement,
+    tag: int,
+    creator: str | None,
+    seq: int,
+    parent: int | None,
+    item: int | None,
+    depth: int,
+    path: str | None,
+    length: int | None,
+    max_blob: int,
+) -> tuple:
+    """The row of a converted value: text and number, or the length and hash of a binary one."""
+    vr = elem.VR
+    value = elem.value
+    if vr in BINARY_VRS or isinstance(value, (bytes, bytearray)):
+        data = bytes(value) if value is not None else b""
+        if isinstance(value, list):  # OB/OW split into fragments by some readers
+            data = b"".join(value)
+        digest = _sha1(data) if data else None
+        keep = data if len(data) <= max_blob else None
+        return (seq, parent, item, depth, tag, creator, vr, elem.VM, None, None, len(data), digest, keep, path, None)
+    vm = elem.VM
+    text = value_text(value)
+    number = None
+    if vm == 1 and vr in NUMERIC_VRS:
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            number = None
+    return (seq, parent, item, depth, tag, creator, vr, vm, text, number, length, None, None, path, None)
+
+
+def _raw_row(
+    vr: str, length: int | None, data: Any, flag: str | None, where: tuple, path: str | None, max_blob: int
+) -> tuple:
+    """The row of unconverted bytes (None: pixel data, never read).
+
+    `where` is (seq, parent, item, depth, tag, creator).
+    """
+    if isinstance(data, (bytes, bytearray)):
+        digest = _sha1(data) if data else None
+        keep = data if flag or len(data) <= max_blob else None
+        text = data.decode("latin-1") if flag and vr not in BINARY_VRS else None
+    else:
+        digest = keep = text = None
+    vm = 1 if length else 0
+    return (*where, vr, vm, text, None, length, digest, keep, path, flag)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -415,6 +391,11 @@ def _private_creator(ds: Dataset, tag: int) -> str | None:
         value = ds[creator_tag].value
     except Exception:
         return ""
+    return _creator_text(value)
+
+
+def _creator_text(value: Any) -> str:
+    """A private creator as it is stored: the first value, stripped."""
     if isinstance(value, (MultiValue, list)):
         value = value[0] if value else ""
     if isinstance(value, bytes):
@@ -587,6 +568,10 @@ def read_file(path: bytes, root: str, options: ExtractOptions) -> FileResult:
         return result
     result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
     try:
+        if FAST_READ:
+            fast = _read_fast(src, result, options, path, root)
+            if fast is not None:
+                return fast
         return _read(src, result, options, path, root)
     finally:
         src.close()
@@ -644,21 +629,293 @@ def _read(src: _Source, result: FileResult, options: ExtractOptions, path: bytes
     except Exception as exc:  # pydicom raises many types on broken data
         result.reason = _truncation_reason(src, headers) or f"unreadable DICOM: {_describe(exc)}"
         return result
+    site = _site(ds, path, root, options.site_from)
+    return _finish(result, walker, site, findings.warnings, [str(w.message) for w in caught])
+
+
+def _finish(result: FileResult, walker: _Rows, site: str | None, notes: list[str], messages: list[str]) -> FileResult:
+    """An indexed result: rows, header with the site, and the warnings (the structure's, then pydicom's)."""
     header = walker.header
-    header["site"] = _site(ds, path, root, options.site_from)
+    header["site"] = site
     result.status, result.header, result.rows = "indexed", header, walker.rows
-    notes = list(findings.warnings)
+    notes = list(notes)
     flagged = sum(1 for row in walker.rows if row[14] is not None)
     if flagged:
         notes.append(
             f"undecodable: {flagged} element{'s' if flagged > 1 else ''} could not be decoded "
             "(raw bytes kept, see elements.flag)"
         )
-    notes.extend(_pydicom_warnings(str(w.message) for w in caught))
+    notes.extend(_pydicom_warnings(messages))
     if notes:
         # "; " separates warnings (reports split on it), so it must not occur inside one
         result.warning = "; ".join(n.replace("; ", ", ") for n in notes)[:2000]
     return result
+
+
+# The fast path: rawread splits the file into element headers, values are converted by pydicom once
+# per distinct value. Files it does not read exactly as pydicom does go to `_read`.
+# IBASH_INDEX_SLOW_READ=1 turns it off (every file is read by `_read`), for tests and debugging.
+FAST_READ = os.environ.get("IBASH_INDEX_SLOW_READ", "") != "1"
+FIRST_READ = 256 * 1024  # bytes read first; the rest only when the header goes on past them
+FAST_MAX_BYTES = 64 * _MB  # larger files whose header goes past FIRST_READ are read by pydicom
+
+
+def _read_fast(src: _Source, result: FileResult, options: ExtractOptions, path: bytes, root: str) -> FileResult | None:
+    """The result of the fast path, or None if the file must be read by pydicom (`_read`)."""
+    size = src.size
+    try:
+        data = _pread(src.fileno(), min(size, FIRST_READ))
+        try:
+            return _extract_fast(data, size, result, options, path, root)
+        except rawread.NeedMore:
+            if size > FAST_MAX_BYTES:
+                return None
+            data = _pread(src.fileno(), size)
+            return _extract_fast(data, size, result, options, path, root) if len(data) == size else None
+    except (rawread.Unsupported, rawread.NeedMore):
+        return None
+    except Exception:  # an unforeseen file: pydicom reads it and says what is wrong
+        return None
+
+
+def _pread(fd: int, size: int) -> bytes:
+    """Up to `size` bytes from the start of the file (fewer only if it is shorter now)."""
+    parts, got = [], 0
+    while got < size:
+        chunk = os.pread(fd, size - got, got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+def _extract_fast(
+    data: bytes, size: int, result: FileResult, options: ExtractOptions, path: bytes, root: str
+) -> FileResult:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parsed = rawread.parse_meta(data, size)
+        walker = _FastWalker(data, options, caught)
+        meta = _Level(parsed.meta, implicit=False, top=False, encoding=default_encoding)
+        # read_partial converts the first file meta element, the group length and the transfer syntax
+        meta.early = frozenset({parsed.meta[0].tag, 0x00020000, 0x00020010})
+        implicit = _implicit_vr(walker.transfer_syntax(meta))
+        elements = rawread.parse_dataset(data, size, parsed.start, implicit, walker.defer)
+        walker.walk(meta, None, None, 0, "")
+        first = len(walker.rows)
+        top = _Level(elements, implicit, top=True, encoding=default_encoding)
+        top.early = frozenset({0x00080005})  # and the Specific Character Set
+        walker.walk(top, None, None, 0, "")
+        site = _fast_site(walker.rows[first:], path, root, options.site_from)
+        messages = [str(w.message) for w in caught] + walker.messages
+    return _finish(result, walker, site, [], messages)
+
+
+def _implicit_vr(transfer_syntax: Any) -> bool:
+    """Whether pydicom reads the data set as implicit VR (read_partial's choice); only little endian here."""
+    if transfer_syntax is None:
+        raise rawread.Unsupported("no transfer syntax: pydicom guesses the encoding")
+    if transfer_syntax == pydicom.uid.ImplicitVRLittleEndian:
+        return True
+    if transfer_syntax in (pydicom.uid.ExplicitVRBigEndian, pydicom.uid.DeflatedExplicitVRLittleEndian):
+        raise rawread.Unsupported("big endian or deflated")
+    if transfer_syntax in pydicom.uid.PrivateTransferSyntaxes:
+        raise rawread.Unsupported("a private transfer syntax")
+    return False  # explicit VR little endian, and every other (encapsulated) transfer syntax
+
+
+def _fast_site(rows: list[tuple], path: bytes, root: str, site_from: str) -> str | None:
+    """`_site` from the rows of the top-level data set (a text value, or a folder level)."""
+    if site_from.startswith("level:"):
+        return _site_level(path, root, site_from)
+    tag = pydicom.datadict.tag_for_keyword(site_from)
+    if tag is None:
+        raise rawread.Unsupported("the site is not a keyword")  # _site reads any attribute of the data set
+    for row in rows:
+        if row[3] == 0 and row[4] == tag:
+            if row[6] == "SQ" or row[8] is None:
+                raise rawread.Unsupported("the site element is not text")
+            return row[8] or None
+    return None
+
+
+class _Level:
+    """One data set being walked: its elements, encoding, character set, and private creators."""
+
+    __slots__ = ("_by_tag", "_context", "early", "elements", "encoding", "implicit", "key", "top")
+
+    def __init__(self, elements: list[rawread.Element], implicit: bool, top: bool, encoding: Any) -> None:
+        self.elements = elements
+        self.implicit = implicit
+        self.top = top  # the top level of the main data set: large values are left in the file there
+        self.encoding = encoding  # what pydicom decodes text with: str or list of Python encodings
+        self.key = tuple(encoding) if isinstance(encoding, list) else encoding  # as _Walker._charset has it
+        self.early: frozenset[int] = frozenset()  # tags pydicom converts while reading (see _FastWalker._leaf)
+        self._by_tag: dict[int, rawread.Element] | None = None
+        self._context: Dataset | None = None
+
+    def find(self, tag: int) -> rawread.Element | None:
+        if self._by_tag is None:
+            self._by_tag = {e.tag: e for e in self.elements}
+        return self._by_tag.get(tag)
+
+    def context(self, walker: _FastWalker) -> Dataset:
+        """A pydicom data set holding this level's private creators, for the private VR lookup."""
+        if self._context is None:
+            raws = {}
+            for e in self.elements:
+                if (e.tag >> 16) & 1 and 0x10 <= (e.tag & 0xFFFF) <= 0xFF:
+                    raws[BaseTag(e.tag)] = walker.raw(self, e)
+            self._context = Dataset(raws, parent_encoding=self.encoding)
+            self._context.set_original_encoding(self.implicit, True, self.encoding)
+        return self._context
+
+
+class _FastWalker(_Rows):
+    """Rows from rawread's elements, in the order and with the values `_Walker` gives for the same file."""
+
+    def __init__(self, data: bytes, options: ExtractOptions, caught: list) -> None:
+        super().__init__(options)
+        self.data = data
+        self.caught = caught  # the warnings pydicom gives while converting (the enclosing catch_warnings)
+        self.messages: list[str] = []  # warnings of values converted for an earlier file, said again
+        self.defer = pydicom.misc.size_in_bytes(options.defer_size)
+
+    def transfer_syntax(self, meta: _Level) -> Any:
+        element = meta.find(0x00020010)
+        return None if element is None else self.convert(meta, element).value
+
+    def walk(self, level: _Level, parent: int | None, item: int | None, depth: int, prefix: str) -> None:
+        level.encoding, level.key = self._charset(level, level.encoding)
+        early = level.early
+        for element in level.elements:
+            tag = element.tag
+            creator = self._creator(level, tag) if (tag >> 16) & 1 and (tag & 0xFFFF) >= 0x1000 else None
+            name = _path_name(tag)
+            path = f"{prefix}{name}" if depth else None
+            seq = len(self.rows)
+            items = element.items
+            if items is None:
+                where = (seq, parent, item, depth, tag, creator)
+                self._keep(self._leaf(level, element, where, path, tag in early))
+                continue
+            length = None if element.length == UNDEFINED else element.length  # pydicom keeps no raw element then
+            if length is not None:  # pydicom converts Pixel Representation when it converts such a sequence
+                early = early | {0x00280103}
+            self._keep(_sequence_row(seq, parent, item, depth, tag, creator, len(items), length, path))
+            for i, child in enumerate(items):
+                child_level = _Level(child, level.implicit, False, level.encoding)
+                self.walk(child_level, seq, i, depth + 1, f"{prefix}{name}[{i}].")
+
+    def _charset(self, level: _Level, inherited: Any) -> tuple[Any, Any]:
+        """(encoding, cache key) of a data set: its own Specific Character Set, else its parent's."""
+        for i, element in enumerate(level.elements):
+            if element.tag >= 0x00080005:
+                if element.tag != 0x00080005:
+                    break
+                if any(e.items is not None for e in level.elements[:i]):
+                    raise rawread.Unsupported("a sequence before the Specific Character Set")
+                encodings = _encodings(element.vr, self.data[element.start : element.end], level.implicit)
+                return list(encodings), encodings
+        return inherited, tuple(inherited) if isinstance(inherited, list) else inherited
+
+    def _creator(self, level: _Level, tag: int) -> str:
+        """The private creator of a private tag, as `_private_creator` finds it in the same data set."""
+        element = level.find((tag >> 16) << 16 | (tag & 0xFFFF) >> 8)
+        if element is None:
+            return ""
+        raw = self.raw(level, element)
+        key = (element.vr, element.length, level.key, raw.value)
+        known = _CREATORS.get(key)
+        if known is None:
+            n = len(self.caught)
+            text = _creator_text(self.convert(level, element).value)
+            known = (text, tuple(str(w.message) for w in self.caught[n:]))
+            if len(_CREATORS) >= 4096:
+                _CREATORS.clear()
+            _CREATORS[key] = known
+        else:
+            self.messages.extend(known[1])
+        return known[0]
+
+    def raw(self, level: _Level, element: rawread.Element) -> RawDataElement:
+        """The RawDataElement pydicom's reader makes of this element (values always read)."""
+        value = self.data[element.start : element.end] if element.length else empty_value_for_VR(element.vr, raw=True)
+        return RawDataElement(
+            BaseTag(element.tag), element.vr, element.length, value, element.start, level.implicit, True
+        )
+
+    def convert(self, level: _Level, element: rawread.Element) -> DataElement:
+        """pydicom's conversion, as Dataset.__getitem__ does it; files where it would do more go to `_read`."""
+        raw = self.raw(level, element)
+        ds = level.context(self) if raw.VR is None or raw.VR == "UN" else None
+        encoding = level.encoding if element.tag != 0x00080005 else default_encoding
+        try:
+            elem = convert_raw_data_element(raw, encoding=encoding, ds=ds)
+        except Exception as exc:  # _Walker flags the element; that is its job
+            raise rawread.Unsupported(f"pydicom cannot convert {element.tag:08X}") from exc
+        if elem.VR in AMBIGUOUS_VR or elem.VR == "SQ":
+            raise rawread.Unsupported("a VR that depends on other elements, or a sequence found late")
+        return elem
+
+    def _leaf(self, level: _Level, element: rawread.Element, where: tuple, path: str | None, early: bool) -> tuple:
+        """The row of an element that is not a sequence (`where`: seq, parent, item, depth, tag, creator).
+
+        `early`: pydicom converted the element before _Walker met it (its row has no length then).
+        """
+        tag, vr, length = element.tag, element.vr, element.length
+        defer = self.defer if level.top else None
+        if length == UNDEFINED:  # encapsulated pixel data: its items, then the delimiter
+            deferred = defer is not None and defer <= element.end - element.start + 4
+        else:
+            deferred = defer is not None and length > defer and tag != 0x00080005
+        if deferred and vr in BINARY_VRS and not early:  # left in the file by pydicom: hashed from there
+            data = None if tag in PIXEL_TAGS else self.data[element.start : element.end]
+            size = element.end - element.start if length == UNDEFINED else length
+            return _raw_row(vr, size, data, None, where, path, self.options.max_blob)
+        seq, parent, item, depth, _, creator = where
+        key_vr = vr if vr is not None else None if (tag >> 16) & 1 else _dictionary_vr(tag)
+        value = self.data[element.start : element.end] if length else empty_value_for_VR(vr, raw=True)
+        if value is not None and not deferred and key_vr in CACHED_VRS:  # as _Walker._known_value caches
+            key = (tag, creator, vr, True, None if tag == 0x00080005 else level.key, value)
+            known = _KNOWN_VALUES.get(key) or _known(key)
+            row_length = None if early else length
+            if known is not None:
+                self.messages.extend(known[4])
+                return _known_row(known, seq, parent, item, depth, tag, creator, row_length, path)
+            n = len(self.caught)
+            elem = self.convert(level, element)
+            if elem.VR in CACHED_VRS:
+                known = _remember(key, elem, tuple(str(w.message) for w in self.caught[n:]))
+                return _known_row(known, seq, parent, item, depth, tag, creator, row_length, path)
+        else:
+            elem = self.convert(level, element)
+        row_length = None if early else length
+        return _value_row(elem, tag, creator, seq, parent, item, depth, path, row_length, self.options.max_blob)
+
+
+_CREATORS: dict[tuple, tuple[str, tuple[str, ...]]] = {}  # private creator text and warnings, per raw value
+
+
+@functools.lru_cache(maxsize=64)
+def _encodings(vr: str | None, value: bytes, implicit: bool) -> tuple[str, ...]:
+    """The Python encodings of a Specific Character Set value, if pydicom's two ways to read it agree quietly.
+
+    pydicom reads it as a data set's charset (converted element) and for sequences parsed at read
+    time (the string read straight from the stream); a value where they differ, or that draws a
+    warning, goes to `_read`.
+    """
+    if not value:
+        raise rawread.Unsupported("an empty Specific Character Set")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        raw = RawDataElement(BaseTag(0x00080005), vr, len(value), value, 0, implicit, True)
+        read = convert_encodings(convert_raw_data_element(raw).value)
+        streamed = convert_encodings(convert_string(value, True))
+    if caught or read != streamed:
+        raise rawread.Unsupported("an unusual Specific Character Set")
+    return tuple(read)
 
 
 def _deflated_start(src: _Source) -> int | None:
@@ -912,9 +1169,7 @@ def _tag_name(tag: int) -> str:
 def _site(ds: Dataset, path: bytes, root: str, site_from: str) -> str | None:
     """The site of a file: a tag's value, or a folder level below the root (`level:1`)."""
     if site_from.startswith("level:"):
-        rel = os.path.relpath(os.fsdecode(path), root).split(os.sep)
-        level = int(site_from.split(":", 1)[1])
-        return rel[level - 1] if 0 < level < len(rel) else None
+        return _site_level(path, root, site_from)
     try:
         value = ds.get(site_from)
     except Exception:
@@ -922,6 +1177,13 @@ def _site(ds: Dataset, path: bytes, root: str, site_from: str) -> str | None:
     if value is None:
         return None
     return value_text(value.value if isinstance(value, DataElement) else value) or None
+
+
+def _site_level(path: bytes, root: str, site_from: str) -> str | None:
+    """The folder `level:N` below the root, as the site."""
+    rel = os.path.relpath(os.fsdecode(path), root).split(os.sep)
+    level = int(site_from.split(":", 1)[1])
+    return rel[level - 1] if 0 < level < len(rel) else None
 
 
 def _not_dicom_reason(head: bytes) -> str:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from .errors import SchemaTooNew
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# Alembic is imported only when the schema must change: opening an up-to-date index (every
+# report, every rebuild) reads one row and compares it with the newest migration file's name.
+_REVISION = re.compile(r"""^(revision|down_revision)\s*=\s*["']([^"']+)["']""", re.M)
 
 
 def bundled_dir(name: str) -> Path:
@@ -23,7 +31,31 @@ def bundled_dir(name: str) -> Path:
     return Path(__file__).resolve().parent.parent / name
 
 
+@cache
+def bundled_head() -> str:
+    """The newest revision in migrations/, read from the files' `revision = ...` lines (Alembic agrees: tested)."""
+    revisions, parents = set(), set()
+    for path in (bundled_dir("migrations") / "versions").glob("*.py"):
+        found = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
+        revisions.add(found["revision"])
+        if "down_revision" in found:
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    if len(heads) != 1:
+        return head()  # branches: let Alembic decide
+    return heads.pop()
+
+
+def is_current(connection: Connection) -> bool:
+    """Whether the database is at the newest revision, without loading Alembic."""
+    if not inspect(connection).has_table("alembic_version"):  # (a failed SELECT would abort a PostgreSQL transaction)
+        return False
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == bundled_head()
+
+
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(bundled_dir("migrations")))
     cfg.attributes["connection"] = connection
@@ -32,16 +64,25 @@ def _config(connection: Connection | None = None) -> Config:
 
 def head() -> str:
     """The newest revision this version knows."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config()).get_current_head() or ""
 
 
 def current(connection: Connection) -> str | None:
     """The revision the database is at; None for a database without migrations."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(connection: Connection) -> None:
     """Bring the schema to head; refuse a database from a newer ibash-index."""
+    if is_current(connection):
+        return
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_config())
     rev = current(connection)
     if rev is not None and not _known(script, rev):
@@ -67,11 +108,14 @@ def _known(script: ScriptDirectory, rev: str) -> bool:
 
 def check(connection: Connection) -> None:
     """Raise if the models in schema.py differ from what the migrations create."""
+    from alembic import command
+
     command.check(_config(connection))
 
 
 def _revision(message: str) -> None:
     """Autogenerate a revision against a scratch database at head."""
+    from alembic import command
     from sqlalchemy import create_engine
 
     engine = create_engine("sqlite://")

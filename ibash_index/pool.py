@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import os
 import signal
 import time
 from collections import deque
@@ -22,7 +21,9 @@ from multiprocessing.connection import Connection, wait
 
 from .crawl import Candidate
 from .errors import IbashError
-from .extract import OUT_OF_MEMORY, ExtractOptions, FileResult, read_file
+from .extract import OUT_OF_MEMORY, read_file
+from .outcome import ExtractOptions, FileResult
+from .spool import Spools, SpoolWriter
 
 BATCH = 8
 STARTUP_FAILURES = 3  # workers in a row that die before they are ready: give up, it is not the files
@@ -41,7 +42,9 @@ class Limits:
     memory_mb: int = 2048
 
 
-def _worker(conn: Connection, options: ExtractOptions, memory_mb: int, reader: Reader) -> None:
+def _worker(
+    conn: Connection, options: ExtractOptions, memory_mb: int, reader: Reader, spools: Spools | None, slot: int
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if memory_mb:
@@ -49,14 +52,20 @@ def _worker(conn: Connection, options: ExtractOptions, memory_mb: int, reader: R
 
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    spool = spools.writer(slot) if spools is not None else None
     try:
         conn.send(_READY)
-        _serve(conn, options, memory_mb, reader)
+        _serve(conn, options, memory_mb, reader, spool)
     except (EOFError, OSError):
         return  # the parent is gone (killed, or stopped us): nothing to report to
+    finally:
+        if spool is not None:
+            spool.close()
 
 
-def _serve(conn: Connection, options: ExtractOptions, memory_mb: int, reader: Reader) -> None:
+def _serve(
+    conn: Connection, options: ExtractOptions, memory_mb: int, reader: Reader, spool: SpoolWriter | None
+) -> None:
     while True:
         batch = conn.recv()
         if batch is None:
@@ -74,6 +83,8 @@ def _serve(conn: Connection, options: ExtractOptions, memory_mb: int, reader: Re
                 conn.send(result)
                 conn.send(_EXITING)  # the heap may be in a bad state: start afresh
                 return
+            if spool is not None:
+                spool.take(result)
             conn.send(result)
 
 
@@ -81,6 +92,7 @@ def _serve(conn: Connection, options: ExtractOptions, memory_mb: int, reader: Re
 class _Worker:
     process: mp.process.BaseProcess
     conn: Connection
+    slot: int
     inflight: deque[Candidate] = field(default_factory=deque)
     last: float = field(default_factory=time.monotonic)
     exiting: bool = False
@@ -90,8 +102,16 @@ class _Worker:
 class Pool:
     """Read candidates on `workers` processes; iterate `run()` for the results."""
 
-    def __init__(self, workers: int, options: ExtractOptions, limits: Limits, reader: Reader = read_file) -> None:
+    def __init__(
+        self,
+        workers: int,
+        options: ExtractOptions,
+        limits: Limits,
+        reader: Reader = read_file,
+        spools: Spools | None = None,
+    ) -> None:
         self.size = max(1, workers)
+        self.spools = spools  # where workers leave element rows; None: rows travel in the results
         self.options = options
         self.limits = limits
         self.reader = reader  # a module-level function (it is pickled for the workers); tests swap it
@@ -99,14 +119,13 @@ class Pool:
         self.workers: list[_Worker] = []
         self.startup_failures = 0
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, slot: int) -> _Worker:
         parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(
-            target=_worker, args=(child, self.options, self.limits.memory_mb, self.reader), daemon=True
-        )
+        args = (child, self.options, self.limits.memory_mb, self.reader, self.spools, slot)
+        process = self.ctx.Process(target=_worker, args=args, daemon=True)
         process.start()
         child.close()
-        worker = _Worker(process, parent)
+        worker = _Worker(process, parent, slot)
         self.workers.append(worker)
         return worker
 
@@ -114,8 +133,8 @@ class Pool:
         """Yield one result per candidate, whatever happens to the workers."""
         pending = deque(candidates)
         try:
-            for _ in range(min(self.size, len(pending))):
-                self._spawn()
+            for i in range(min(self.size, len(pending))):
+                self._spawn(self.spools.slot_for(i) if self.spools else 0)
             while self.workers:
                 for worker in list(self.workers):
                     self._feed(worker, pending)
@@ -212,7 +231,7 @@ class Pool:
         self._stop(worker)
         self.workers.remove(worker)
         if pending:
-            self._spawn()
+            self._spawn(worker.slot)  # a killed worker's unfinished rows stay in its spool, never copied
 
     def _stop(self, worker: _Worker) -> None:
         with contextlib.suppress(OSError):
@@ -248,10 +267,9 @@ def _death_reason(code: int | None) -> str:
 def read_serial(
     candidates: Iterable[Candidate], options: ExtractOptions, reader: Reader = read_file
 ) -> Iterator[FileResult]:
-    """Read in this process: for --workers 0, debugging and profiling (no time or memory limit)."""
+    """Read in this process: for --workers 0, debugging and profiling (no time or memory limit).
+
+    Rows stay in the results: the writer inserts them itself.
+    """
     for c in candidates:
         yield reader(c.path, c.root, options)
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, inspect, text
+from sqlalchemy import delete, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -301,6 +301,8 @@ def _require_current_schema(conn: Connection, db: str) -> None:
     """Saved reports are written for the newest schema; a read-only open cannot upgrade an older one."""
     from . import migrate
 
+    if migrate.is_current(conn):
+        return
     current, head = migrate.current(conn), migrate.head()
     if current != head:
         raise IbashError(
@@ -337,19 +339,24 @@ def drop_report_views(conn: Connection) -> None:
 def install_reports(engine: Engine, reports: dict[str, Report] | None = None) -> None:
     """Store every report in the `reports` table and (re)create a view for each without parameters."""
     reports = load_reports() if reports is None else reports
+    rows = [
+        {
+            "name": r.name,
+            "title": r.title,
+            "description": r.description,
+            "params": json.dumps({p.name: p.help for p in r.params.values()}),
+            "sql": r.sql,
+        }
+        for r in reports.values()
+    ]
     with engine.begin() as conn:
+        stored = [dict(row) for row in conn.execute(select(reports_table).order_by(reports_table.c.name)).mappings()]
+        views = {v for v in inspect(conn).get_view_names() if v.startswith(VIEW_PREFIX)}
+        wanted = {VIEW_PREFIX + r.name for r in reports.values() if not r.params}
+        if stored == sorted(rows, key=lambda row: row["name"]) and views == wanted:
+            return  # as installed: a rebuild or a second builder leaves them alone
         drop_report_views(conn)
         conn.execute(delete(reports_table))
-        rows = [
-            {
-                "name": r.name,
-                "title": r.title,
-                "description": r.description,
-                "params": json.dumps({p.name: p.help for p in r.params.values()}),
-                "sql": r.sql,
-            }
-            for r in reports.values()
-        ]
         if rows:
             conn.execute(insert(reports_table), rows)
         quote = conn.dialect.identifier_preparer.quote

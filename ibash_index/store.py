@@ -15,9 +15,8 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pydicom.datadict as dd
 from sqlalchemy import create_engine, delete, event, func, insert, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -26,9 +25,12 @@ from sqlalchemy.exc import DBAPIError
 
 from . import migrate, summaries
 from .errors import BuildLocked, IbashError, NotAnIndex
-from .extract import HIERARCHY_TAGS, NUMBER_TAGS, FileResult
 from .reports import install_reports
 from .schema import elements, files, instances, series, studies, tags
+from .spool import Spooled, Spools, copy_sql, slot_alias
+
+if TYPE_CHECKING:  # pydicom (through extract) is imported only by what reads files: reports start faster
+    from .outcome import FileResult
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -273,7 +275,9 @@ class Writer:
     key order, which keeps concurrent builders from deadlocking in the first place.
     """
 
-    def __init__(self, engine: Engine, build_id: int, states: dict[bytes, FileState]) -> None:
+    def __init__(
+        self, engine: Engine, build_id: int, states: dict[bytes, FileState], spools: Spools | None = None
+    ) -> None:
         self.engine = engine
         self.build_id = build_id
         self.states = states
@@ -283,8 +287,31 @@ class Writer:
         self.tag_ids: dict[tuple[int, str], int] = {}
         self.postgres = engine.dialect.name == "postgresql"
         self._insert_elements_sql = str(insert(elements).compile(dialect=engine.dialect))
+        self.spools = spools
+        self.spool_keys: set[tuple[int, str]] = set()  # every (tag, creator) the workers reported
+        self._attached: Connection | None = None  # SQLite: one connection with every spool attached
+        if spools is not None and not self.postgres:
+            self._attached = engine.connect()
+            for slot, path in enumerate(spools.paths):
+                self._attached.exec_driver_sql(f"ATTACH DATABASE ? AS {slot_alias(slot)}", (path,))
+            self._attached.commit()
+            self._copy_sql = [copy_sql(slot) for slot in range(len(spools.paths))]
         with engine.connect() as conn:
             self._load_tags(conn)
+
+    def close(self) -> None:
+        if self._attached is not None:
+            self._attached.close()
+            self._attached = None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        if self._attached is None:
+            with self.engine.begin() as conn:
+                yield conn
+        else:
+            with self._attached.begin():
+                yield self._attached
 
     def _load_tags(self, conn: Connection) -> None:
         self.tag_ids = {(t, c): i for t, c, i in conn.execute(select(tags.c.tag, tags.c.private_creator, tags.c.id))}
@@ -293,11 +320,14 @@ class Writer:
         """Store a batch of results in one transaction (retried if the database asks for it)."""
         pending = _Pending()
 
+        for r in results:
+            self.spool_keys.update(r.new_tags)
+
         def attempt() -> None:
             nonlocal pending
             pending = _Pending()
             try:
-                with self.engine.begin() as conn:
+                with self._transaction() as conn:
                     self._write(conn, results, pending)
             except DBAPIError:
                 self.rows.clear()  # another builder may have removed a study, series or tag we remembered
@@ -306,6 +336,8 @@ class Writer:
                 raise
 
         _retrying(attempt)
+        if self.spools is not None:
+            self.spools.release(r.spooled for r in results if r.spooled is not None)
         self.states.update(pending.states)
         self.rows.update(pending.rows)
         self.tag_ids.update(pending.tag_ids)
@@ -334,22 +366,46 @@ class Writer:
         if not indexed:
             return
         series_ids = self._series_ids(conn, [r for r, _ in indexed], pending)
-        tag_ids = self._tag_ids(conn, {(row[4], row[5] or "") for r, _ in indexed for row in r.rows}, pending)
+        # Spooled rows may use any key a worker has reported; rows in memory are looked at directly.
+        keys = self.spool_keys | {(row[4], row[5] or "") for r, _ in indexed for row in r.rows}
+        tag_ids = self._tag_ids(conn, keys, pending)
         rows = []
         for (r, fid), sid in zip(indexed, series_ids):
             row = {c: r.header.get(c) for c in INSTANCE_COLUMNS}
             row["sop_instance_uid"] = r.header.get("sop_instance_uid") or ""
             row["instance_number"] = _int(r.header.get("instance_number"))
-            row.update(file_id=fid, series_id=sid, element_count=len(r.rows))
+            row.update(file_id=fid, series_id=sid, element_count=r.element_count)
             rows.append(row)
         result = conn.execute(insert(instances).returning(instances.c.id, sort_by_parameter_order=True), rows)
         element_rows = []
+        spooled: dict[int, list[dict[str, int]]] = {}
         for (r, _), (iid,) in zip(indexed, result.all()):
             pending.states[r.path_bytes].instance_id = iid
-            element_rows.extend((iid, *row[:4], tag_ids[(row[4], row[5] or "")], *row[6:]) for row in r.rows)
+            if r.spooled is not None:
+                spooled.setdefault(r.spooled.slot, []).append(
+                    {"instance_id": iid, "first": r.spooled.first, "last": r.spooled.last}
+                )
+            element_rows.extend(_element_row(iid, row, tag_ids) for row in r.rows)
         self._insert_elements(conn, element_rows)
+        self._copy_spooled(conn, spooled, tag_ids)
         summaries.add(conn, [s.instance_id for s in pending.states.values() if s.instance_id is not None])
-        pending.elements += len(element_rows)
+        pending.elements += sum(r.element_count for r, _ in indexed)
+
+    def _copy_spooled(self, conn: Connection, spooled: dict[int, list[dict[str, int]]], tag_ids: dict) -> None:
+        """Copy the rows workers left in their spools: inside SQLite when it can attach them, else through here."""
+        for slot, copies in sorted(spooled.items()):
+            if self._attached is None:
+                assert self.spools is not None
+                for f in copies:
+                    where = Spooled(slot, f["first"], f["last"])
+                    rows = [_element_row(f["instance_id"], row, tag_ids) for row in self.spools.read(where)]
+                    self._insert_elements(conn, rows)
+                continue
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.executemany(self._copy_sql[slot], copies)
+            expected = sum(f["last"] - f["first"] + 1 for f in copies)
+            if cursor.rowcount != expected:  # the batch rolls back: nothing half-copied is kept
+                raise IbashError(f"internal error: {cursor.rowcount} element rows copied from a spool, not {expected}")
 
     def _insert_elements(self, conn: Connection, rows: list[tuple]) -> None:
         if not rows:
@@ -472,6 +528,27 @@ class Writer:
             self._load_tags(conn)
 
 
+def defer_element_indexes(engine: Engine) -> None:
+    """Drop the secondary indexes of an empty `elements` table on SQLite; `restore_element_indexes` builds them.
+
+    Building an index once after a bulk load is much cheaper than keeping it up to date row by
+    row (about a quarter of the insert time). Every build restores them first, so a build killed
+    before its end leaves them missing only until the next run.
+    """
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL: other builders may be writing at the same time
+    with engine.begin() as conn:
+        if conn.execute(select(elements.c.instance_id).limit(1)).first() is None:
+            for index in elements.indexes:
+                index.drop(conn, checkfirst=True)
+
+
+def restore_element_indexes(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for index in sorted(elements.indexes, key=lambda ix: ix.name or ""):
+            index.create(conn, checkfirst=True)
+
+
 def _stale(conn: Connection, table: Any, owner: Any) -> set[int]:
     """Series or studies whose key_path is not the first path of their files (or that have no files left)."""
     first = (
@@ -517,6 +594,8 @@ def _refill(conn: Connection, table: Any, columns: tuple[str, ...], group: Any, 
 
 def _header_of(conn: Connection, path: str) -> dict[str, Any]:
     """The hierarchy values of one indexed file, read back from its top-level elements."""
+    from .extract import HIERARCHY_TAGS, NUMBER_TAGS
+
     query = (
         select(tags.c.tag, elements.c.value, elements.c.number)
         .select_from(elements.join(tags, tags.c.id == elements.c.tag_id))
@@ -563,6 +642,11 @@ def _get_or_create(
     return row_id, key_path
 
 
+def _element_row(instance_id: int, row: tuple, tag_ids: dict[tuple[int, str], int]) -> tuple:
+    """An `elements` row from a reader's row (outcome.ROW_FIELDS): instance id first, the tag id for tag and creator."""
+    return (instance_id, *row[:4], tag_ids[(row[4], row[5] or "")], *row[6:])
+
+
 def _copy(conn: Connection, table: Any, rows: list[tuple]) -> None:
     """Bulk load with PostgreSQL's COPY (psycopg 3), many times faster than INSERT."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -597,6 +681,8 @@ def _retryable(exc: DBAPIError) -> bool:
 
 def tag_values(tag: int, creator: str | None) -> dict[str, Any]:
     """Dictionary facts for a tag row: names from pydicom's public or private dictionary."""
+    import pydicom.datadict as dd
+
     group, elem = tag >> 16, tag & 0xFFFF
     values: dict[str, Any] = {
         "tag_text": f"({group:04X},{elem:04X})",

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -71,7 +72,19 @@ def serve(db: str, host: str = "127.0.0.1", port: int = 8001, extra_args: list[s
     try:
         command = [sys.executable, "-m", "datasette", "serve", "-i", str(path), "-m", fp.name,
                    "--host", host, "--port", str(port), *(extra_args or [])]  # fmt: skip
-        return subprocess.call(command)
+        child = subprocess.Popen(command)
+        try:
+            previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())  # stopping us stops Datasette
+        except ValueError:  # not the main thread: the caller handles signals
+            previous = None
+        try:
+            return child.wait()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            if child.poll() is None:
+                child.terminate()
+                child.wait(10)
     finally:
         os.unlink(fp.name)
 

@@ -21,10 +21,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import alembic.command
 import pytest
 
 import ibash_index.build
 import ibash_index.migrate
+import ibash_index.pool
 from ibash_index.build import BuildInterrupted, BuildOptions, build
 from ibash_index.crawl import Candidate, Skipped
 from ibash_index.errors import IbashError
@@ -101,7 +103,7 @@ def test_a_hanging_file_costs_one_timeout(tmp_path: Path, monkeypatch: pytest.Mo
     root = tmp_path / "data"
     copy_corpus(root, 30)
     (root / "s0-000" / "hang.dcm").write_bytes(dicom(900))
-    monkeypatch.setattr(ibash_index.build, "Pool", functools.partial(Pool, reader=hanging_reader))
+    monkeypatch.setattr(ibash_index.pool, "Pool", functools.partial(Pool, reader=hanging_reader))
     started = time.monotonic()
     summary = build([root], str(tmp_path / "x.db"), BuildOptions(workers=1, timeout=2))
     assert time.monotonic() - started < 60
@@ -148,7 +150,7 @@ def test_a_worker_killed_mid_build_costs_one_file(tmp_path: Path, monkeypatch: p
     (root / "s0-000" / "victim.dcm").write_bytes(dicom(904))
     pidfile = tmp_path / "pid"
     monkeypatch.setenv("IBASH_TEST_PIDFILE", str(pidfile))
-    monkeypatch.setattr(ibash_index.build, "Pool", functools.partial(Pool, reader=pid_reporting_reader))
+    monkeypatch.setattr(ibash_index.pool, "Pool", functools.partial(Pool, reader=pid_reporting_reader))
 
     def kill_the_victim_reader() -> None:
         deadline = time.monotonic() + 60
@@ -326,11 +328,14 @@ def test_a_second_build_refuses_at_once_and_writes_nothing(tmp_path: Path) -> No
     first = subprocess.Popen(cli(root, "--db", db, "--workers", "2", "-q"), cwd=REPO, stderr=subprocess.PIPE)
     try:
         wait_for_rows(db, first)
+        os.kill(first.pid, signal.SIGSTOP)  # paused mid-build, lock held: the second build cannot race past its end
+        assert first.poll() is None, "the first build ended before the second could start"
         started = time.monotonic()
         second = subprocess.run(cli(root, "--db", db, "--workers", "1"), cwd=REPO, capture_output=True, timeout=60)
         assert time.monotonic() - started < 15
         assert second.returncode == 1
         assert second.stderr.decode().strip() == f"Error: another build is writing to {db}; wait for it to finish"
+        os.kill(first.pid, signal.SIGCONT)
         assert first.wait(timeout=600) == 0
     finally:
         if first.poll() is None:
@@ -463,13 +468,13 @@ def test_a_build_stopped_while_creating_the_schema_leaves_no_half_schema(
     root = tmp_path / "data"
     copy_corpus(root, 5)
     db = tmp_path / "x.db"
-    real_upgrade = ibash_index.migrate.command.upgrade
+    real_upgrade = alembic.command.upgrade
 
     def upgrade_then_stop(*args: object, **kwargs: object) -> None:
         real_upgrade(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ibash_index.migrate.command, "upgrade", upgrade_then_stop)
+    monkeypatch.setattr(alembic.command, "upgrade", upgrade_then_stop)
     with pytest.raises(KeyboardInterrupt):
         build([root], str(db), BuildOptions(workers=0))
     monkeypatch.undo()
@@ -522,7 +527,7 @@ def test_workers_that_cannot_start_stop_the_build_with_one_error(
 
     root = tmp_path / "data"
     copy_corpus(root, 20)
-    monkeypatch.setattr(ibash_index.build, "Pool", functools.partial(Pool, reader=broken_worker_module.reader))
+    monkeypatch.setattr(ibash_index.pool, "Pool", functools.partial(Pool, reader=broken_worker_module.reader))
     db = tmp_path / "x.db"
     with pytest.raises(IbashError, match=r"^worker processes cannot start \(the last one ended with code 1\)"):
         build([root], str(db), BuildOptions(workers=2))

@@ -20,6 +20,15 @@ def test_migrations_match_the_models() -> None:
         migrate.upgrade(conn)
         migrate.check(conn)  # raises if schema.py and migrations/ disagree
         assert migrate.current(conn) == migrate.head()
+        assert migrate.is_current(conn)
+
+
+def test_the_quick_head_check_agrees_with_alembic() -> None:
+    """Opening an up-to-date index skips Alembic by reading the newest revision from the files: it must be Alembic's."""
+    assert migrate.bundled_head() == migrate.head()
+    engine = create_engine("sqlite://")
+    with engine.begin() as conn:
+        assert not migrate.is_current(conn)  # no alembic_version table yet
 
 
 def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:

@@ -61,7 +61,18 @@ def test_serve_warns_when_not_on_loopback(sample_db: Path, monkeypatch, caplog) 
     """Binding to another address than loopback logs a PHI warning (the server itself is not started)."""
     pytest.importorskip("datasette")
     calls = []
-    monkeypatch.setattr(subprocess, "call", lambda command: calls.append(command) or 0)
+
+    class NotStarted:
+        def __init__(self, command: list[str]) -> None:
+            calls.append(command)
+
+        def wait(self) -> int:
+            return 0
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", NotStarted)
     assert serve(str(sample_db), host="0.0.0.0", port=9) == 0
     assert "patient data" in caplog.text
     assert calls and "-i" in calls[0] and "0.0.0.0" in calls[0]
@@ -97,6 +108,12 @@ def server(sample_db: Path):
     yield url
     process.terminate()
     process.wait(10)
+    assert _listening(port) is False, "Datasette kept running after serve was stopped"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_browse_reports_and_run_tag_values(server: str, browser, sample_db: Path) -> None:
