@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from . import migrate
+from . import migrate, summaries
 from .errors import BuildLocked, IbashError, NotAnIndex
 from .reports import install_reports
 from .schema import elements, files, instances, series, studies, tags
@@ -388,6 +388,7 @@ class Writer:
             element_rows.extend(_element_row(iid, row, tag_ids) for row in r.rows)
         self._insert_elements(conn, element_rows)
         self._copy_spooled(conn, spooled, tag_ids)
+        summaries.add(conn, [s.instance_id for s in pending.states.values() if s.instance_id is not None])
         pending.elements += sum(r.element_count for r, _ in indexed)
 
     def _copy_spooled(self, conn: Connection, spooled: dict[int, list[dict[str, int]]], tag_ids: dict) -> None:
@@ -420,6 +421,7 @@ class Writer:
         for chunk in _chunks(ids, 500):
             rows = conn.execute(select(instances.c.series_id).where(instances.c.id.in_(chunk)).distinct())
             pending.dirty_series.update(r[0] for r in rows)
+            summaries.subtract(conn, chunk)
             conn.execute(delete(elements).where(elements.c.instance_id.in_(chunk)))
             conn.execute(delete(instances).where(instances.c.id.in_(chunk)))
 

@@ -7,55 +7,34 @@
 --   show_values is set, then each value gets its own row with value_instances.
 -- param show_values: any text (e.g. 1) to list the values themselves [default: '']
 -- param site: only this site (exact name) [default: '']
-WITH profile AS (
-    SELECT t.id AS tag_id, MIN(p.basic_profile) AS action
-    FROM tags AS t
-    JOIN ps315_attributes AS p ON t.tag_hex LIKE REPLACE(p.tag_hex, 'x', '_')
-    WHERE t.private_creator = '' AND (t.tag / 65536) % 2 = 0
-    GROUP BY t.id
-),
-hits AS (
-    SELECT COALESCE(i.site, '') AS site,
-           COALESCE(t.private_tag, t.tag_text) AS tag,
-           CASE WHEN t.keyword <> '' THEN t.keyword ELSE t.name END AS name,
-           t.private_creator,
-           CASE WHEN p.action IS NOT NULL THEN 'PS3.15 E.1-1'
-                WHEN e.vr = 'PN' THEN 'person name'
-                WHEN e.vr IN ('DA', 'DT', 'TM') THEN 'date or time'
-                WHEN e.vr = 'UI' THEN 'UID'
-                ELSE 'private text'
-           END AS category,
-           COALESCE(p.action, '') AS action,
-           e.instance_id,
-           e.depth,
-           e.value
-    FROM elements AS e
-    -- "+ 0" keeps SQLite from walking the tag_id index and fetching every row out of order
-    JOIN tags AS t ON t.id = e.tag_id + 0
-    JOIN instances AS i ON i.id = e.instance_id
-    LEFT JOIN profile AS p ON p.tag_id = t.id
-    WHERE e.vm > 0
-      AND (:site = '' OR COALESCE(i.site, '') = :site)
-      AND (p.action IS NOT NULL
-           OR e.vr IN ('PN', 'DA', 'DT', 'TM', 'UI')
-           OR (t.private_tag IS NOT NULL AND e.vr IN ('LO', 'LT', 'SH', 'ST', 'UC', 'UT')))
+WITH distinct_values AS (
+    -- The build keeps summary_phi_* (see sql/maintenance) with the elements that may identify a
+    -- person, at every depth: VM above 0 and listed in PS3.15 E.1-1, or a PN, DA, DT, TM or UI,
+    -- or a private LO, LT, SH, ST, UC or UT.
+    SELECT v.site, v.tag, v.name, v.private_creator, v.category, v.action, COUNT(DISTINCT v.value) AS distinct_values
+    FROM summary_phi_values AS v
+    WHERE (:site = '' OR v.site = :site)
+    GROUP BY v.site, v.tag, v.name, v.private_creator, v.category, v.action
 ),
 found AS (
-    SELECT h.site, h.tag, h.name, h.private_creator, h.category, h.action,
-           COUNT(DISTINCT h.instance_id) AS instances,
-           COUNT(DISTINCT h.value) AS distinct_values,
-           CASE WHEN MAX(h.depth) = 0 THEN 'top level'
-                WHEN MIN(h.depth) > 0 THEN 'sequences'
+    SELECT g.site, g.tag, g.name, g.private_creator, g.category, g.action,
+           g.instances,
+           COALESCE(d.distinct_values, 0) AS distinct_values,
+           CASE WHEN g.nested_elements = 0 THEN 'top level'
+                WHEN g.top_elements = 0 THEN 'sequences'
                 ELSE 'both'
            END AS found_in
-    FROM hits AS h
-    GROUP BY h.site, h.tag, h.name, h.private_creator, h.category, h.action
+    FROM summary_phi_groups AS g
+    LEFT JOIN distinct_values AS d
+      ON d.site = g.site AND d.tag = g.tag AND d.name = g.name AND d.private_creator = g.private_creator
+     AND d.category = g.category AND d.action = g.action
+    WHERE (:site = '' OR g.site = :site)
 ),
 shown AS (
-    SELECT h.site, h.tag, h.private_creator, h.value, COUNT(DISTINCT h.instance_id) AS value_instances
-    FROM hits AS h
-    WHERE :show_values <> '' AND h.value IS NOT NULL
-    GROUP BY h.site, h.tag, h.private_creator, h.value
+    SELECT s.site, s.tag, s.private_creator, s.value, CAST(SUM(s.instances) AS INTEGER) AS value_instances
+    FROM summary_phi_shown AS s
+    WHERE :show_values <> '' AND (:site = '' OR s.site = :site)
+    GROUP BY s.site, s.tag, s.private_creator, s.value
 )
 SELECT f.site, f.tag, f.name, f.private_creator, f.category, f.action, f.found_in,
        f.instances, f.distinct_values, s.value, s.value_instances

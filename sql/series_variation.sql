@@ -11,13 +11,10 @@ WITH series_size AS (
     GROUP BY i.series_id
 ),
 top_level AS (
-    -- "+ 0" keeps SQLite from walking the tag_id index and fetching every row out of order
-    SELECT i.series_id, e.tag_id + 0 AS tag_id, COALESCE(e.value, e.hash, '') AS value,
-           MIN(e.number) AS number, COUNT(*) AS instances
-    FROM elements AS e
-    JOIN instances AS i ON i.id = e.instance_id
-    WHERE e.depth = 0
-    GROUP BY i.series_id, e.tag_id + 0, COALESCE(e.value, e.hash, '')
+    -- summary_series_values: per series, top-level tag, VR and COALESCE(value, hash, ''), its elements
+    SELECT v.series_id, v.tag_id, v.value, MIN(v.number) AS number, CAST(SUM(v.elements) AS INTEGER) AS instances
+    FROM summary_series_values AS v
+    GROUP BY v.series_id, v.tag_id, v.value
 ),
 per_tag AS (
     SELECT v.series_id, v.tag_id,

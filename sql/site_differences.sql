@@ -5,51 +5,25 @@
 --   fill the tag but share no value (listed once per pair); the examples show each side's
 --   smallest value. UIDs, dates and times are left out of the value comparison, since they
 --   never repeat across sites; binary values and sequences have no value to compare.
-WITH occurrences AS (
-    SELECT e.tag_id, e.instance_id
-    FROM elements AS e
-    GROUP BY e.tag_id, e.instance_id
-),
-blank AS (
-    SELECT e.tag_id, e.instance_id
-    FROM elements AS e
-    WHERE e.vm = 0
-    GROUP BY e.tag_id, e.instance_id
-    HAVING COUNT(*) = (SELECT COUNT(*) FROM elements AS x WHERE x.tag_id = e.tag_id AND x.instance_id = e.instance_id)
-),
-present_at AS (
-    SELECT o.tag_id, COALESCE(i.site, '') AS site, COUNT(*) AS instances
-    FROM occurrences AS o
-    JOIN instances AS i ON i.id = o.instance_id
-    GROUP BY o.tag_id, COALESCE(i.site, '')
-),
-blank_at AS (
-    SELECT b.tag_id, COALESCE(i.site, '') AS site, COUNT(*) AS instances
-    FROM blank AS b
-    JOIN instances AS i ON i.id = b.instance_id
-    GROUP BY b.tag_id, COALESCE(i.site, '')
-),
-counts AS (
+WITH counts AS (
+    -- summary_tags holds, per site and tag, the instances holding it at all and with a value
     SELECT COALESCE(t.private_tag, t.tag_text) AS tag,
            t.private_creator,
-           p.site,
-           CAST(SUM(p.instances) AS INTEGER) AS present,
-           CAST(SUM(p.instances - COALESCE(b.instances, 0)) AS INTEGER) AS non_empty
-    FROM present_at AS p
-    JOIN tags AS t ON t.id = p.tag_id
-    LEFT JOIN blank_at AS b ON b.tag_id = p.tag_id AND b.site = p.site
-    GROUP BY COALESCE(t.private_tag, t.tag_text), t.private_creator, p.site
+           c.site,
+           CAST(SUM(c.instances) AS INTEGER) AS present,
+           CAST(SUM(c.non_empty) AS INTEGER) AS non_empty
+    FROM summary_tags AS c
+    JOIN tags AS t ON t.id = c.tag_id
+    GROUP BY COALESCE(t.private_tag, t.tag_text), t.private_creator, c.site
 ),
 sites AS (
     SELECT DISTINCT COALESCE(i.site, '') AS site
     FROM instances AS i
 ),
 site_values AS (
-    -- "+ 0" keeps SQLite from walking the tag_id index and fetching every row out of order
-    SELECT DISTINCT e.tag_id + 0 AS tag_id, COALESCE(i.site, '') AS site, e.value
-    FROM elements AS e
-    JOIN instances AS i ON i.id = e.instance_id
-    WHERE e.vm > 0 AND e.value IS NOT NULL AND e.vr NOT IN ('UI', 'DA', 'DT', 'TM')
+    -- every value with VM above 0 per site and tag, UIDs, dates and times left out
+    SELECT DISTINCT v.tag_id, v.site, v.value
+    FROM summary_values AS v
 ),
 vals AS (
     SELECT DISTINCT COALESCE(t.private_tag, t.tag_text) AS tag, t.private_creator, v.site, v.value
