@@ -45,6 +45,7 @@ from .store import (
 BATCH_FILES = 200
 BATCH_ELEMENTS = 50_000
 BATCH_SECONDS = 2.0
+QUEUED_BATCHES = 2  # batches waiting for the writer thread
 MB = 1024 * 1024
 
 # The first word(s) of every reason and warning the reader writes: what the summary groups by.
@@ -415,7 +416,7 @@ class _WriterThread:
     def __init__(self, writer: Writer, summary: BuildSummary) -> None:
         self.writer = writer
         self.summary = summary
-        self.queue: queue.Queue[list[FileResult] | None] = queue.Queue(maxsize=2)
+        self.queue: queue.Queue[list[FileResult] | None] = queue.Queue(maxsize=QUEUED_BATCHES)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="ibash-writer", daemon=True)
         self.thread.start()
