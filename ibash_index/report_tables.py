@@ -143,6 +143,20 @@ summary_phi_shown = _summary(
     key=("site", "tag", "private_creator", "value_key"),
 )
 
+summary_private = _summary(
+    "summary_private",
+    "Per series, site, private creator and odd group: private elements and the instances holding them "
+    "(private-creators).",
+    "elements",
+    Column("series_id", Integer, nullable=False, comment="series.id"),
+    Column("site", Text, nullable=False),
+    Column("private_creator", Text, nullable=False),
+    Column("private_group", Text, nullable=False, comment="the odd group as 4 hex digits"),
+    Column("elements", Integer, nullable=False, comment="private elements of this creator, at any depth"),
+    Column("instances", Integer, nullable=False, comment="instances holding at least one"),
+    key=("series_id", "site", "private_creator", "private_group"),
+)
+
 SUMMARY_TABLES = (
     summary_tags,
     summary_values,
@@ -150,4 +164,5 @@ SUMMARY_TABLES = (
     summary_phi_groups,
     summary_phi_values,
     summary_phi_shown,
+    summary_private,
 )

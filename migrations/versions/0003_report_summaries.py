@@ -175,10 +175,38 @@ def upgrade() -> None:
         )
 
     # Count what the earlier version built (elements are read in instance order, 500 at a time).
+    op.create_table(
+        "summary_private",
+        sa.Column("series_id", sa.Integer(), nullable=False, comment="series.id"),
+        sa.Column("site", sa.Text(), nullable=False),
+        sa.Column("private_creator", sa.Text(), nullable=False),
+        sa.Column("private_group", sa.Text(), nullable=False, comment="the odd group as 4 hex digits"),
+        sa.Column("elements", sa.Integer(), nullable=False, comment="private elements of this creator, at any depth"),
+        sa.Column("instances", sa.Integer(), nullable=False, comment="instances holding at least one"),
+        sa.PrimaryKeyConstraint(
+            "series_id", "site", "private_creator", "private_group", name=op.f("pk_summary_private")
+        ),
+        comment="Per series, site, private creator and odd group: private elements and the instances holding "
+        "them (private-creators).",
+    )
+    with op.batch_alter_table("summary_private", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_summary_private_zero",
+            ["elements"],
+            unique=False,
+            sqlite_where=sa.text("elements = 0"),
+            postgresql_where=sa.text("elements = 0"),
+        )
+
     summaries.rebuild(op.get_bind())
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("summary_private", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_summary_private_zero", sqlite_where=sa.text("elements = 0"), postgresql_where=sa.text("elements = 0")
+        )
+    op.drop_table("summary_private")
     with op.batch_alter_table("summary_values", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_summary_values_zero", sqlite_where=sa.text("elements = 0"), postgresql_where=sa.text("elements = 0")

@@ -6,4 +6,5 @@ DELETE FROM summary_values WHERE elements = 0;
 DELETE FROM summary_series_values WHERE elements = 0;
 DELETE FROM summary_phi_groups WHERE instances = 0;
 DELETE FROM summary_phi_values WHERE elements = 0;
-DELETE FROM summary_phi_shown WHERE instances = 0
+DELETE FROM summary_phi_shown WHERE instances = 0;
+DELETE FROM summary_private WHERE elements = 0
