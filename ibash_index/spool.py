@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .outcome import FileResult
 
 MAX_SLOTS = 8  # SQLite attaches at most 10 databases to one connection; workers beyond this share slots
-SCHEMA = "spool"  # placeholder schema, mapped to each attached slot's name with schema_translate_map
+SCHEMA = "spool"  # a placeholder: copy_sql() names each attached slot instead
 
 _metadata = MetaData()
 # The element row of outcome.ROW_FIELDS, plus `n` (the rowid) that results point at.
