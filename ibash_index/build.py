@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from . import __version__
+from . import __version__, summaries
 from .crawl import Candidate, Skipped, crawl, resolve_roots
 from .errors import IbashError
 from .outcome import ExtractOptions, FileResult
@@ -264,7 +264,7 @@ def _build(
             site_from=options.site_from,
             max_inflated=options.max_memory_mb * MB // 4,  # pydicom holds the inflated data set, and more
         )
-        results = _reader(to_read, options, extract_options, spools)
+        results = _reader(engine, to_read, options, extract_options, spools)
         _write_all(writer, direct, results, summary, len(to_read), progress)
         restore_element_indexes(engine)
         writer.refresh_hierarchy(everything=unclean or options.full)
@@ -298,20 +298,24 @@ def _build(
 
 
 def _reader(
-    to_read: list[Candidate], options: BuildOptions, extract_options: ExtractOptions, spools: Spools | None
+    engine, to_read: list[Candidate], options: BuildOptions, extract_options: ExtractOptions, spools: Spools | None
 ) -> Iterator[FileResult]:
     """Results for the files to read: from worker processes, or read here with --workers 0."""
     if not to_read:
         return iter(())  # a rebuild with nothing to read does not even import pydicom
     from .pool import Limits, Pool, read_serial
+    from .tally import Profile
 
     if options.workers <= 0:
         return read_serial(to_read, extract_options)
+    with engine.connect() as conn:
+        profile = Profile(summaries.profile_rows(conn))
     pool = Pool(
         min(options.workers, len(to_read)),
         extract_options,
         Limits(options.timeout, options.max_memory_mb),
         spools=spools,
+        profile=profile,
     )
     return pool.run(to_read)
 
@@ -392,7 +396,8 @@ def _write_all(
         for done, result in enumerate(results, 1):
             batch.append(result)
             batch_elements += result.element_count
-            if len(batch) >= BATCH_FILES or batch_elements >= BATCH_ELEMENTS or time.monotonic() - last > BATCH_SECONDS:
+            full = len(batch) >= BATCH_FILES or batch_elements >= BATCH_ELEMENTS
+            if (full or time.monotonic() - last > BATCH_SECONDS) and _ends_group(result):
                 background.put(batch)
                 batch, batch_elements, last = [], 0, time.monotonic()
             if progress:
@@ -403,6 +408,11 @@ def _write_all(
         background.abandon()
         raise
     background.close()
+
+
+def _ends_group(result: FileResult) -> bool:
+    """Whether a batch may end after this result: never inside a worker's group, or its tally cannot be used."""
+    return result.tally is None or result.path_bytes == result.tally.last
 
 
 class _WriterThread:

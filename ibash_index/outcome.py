@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .spool import Spooled
+    from .tally import Tally
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class FileResult:
     rows: list[tuple] = field(default_factory=list)
     spooled: Spooled | None = None  # where a worker left the rows instead (rows is then empty)
     new_tags: list[tuple[int, str]] = field(default_factory=list)  # (tag, creator) keys its spool had not seen
+    tally: Tally | None = None  # the summary counts of the worker's group of files this one belongs to
 
     @property
     def element_count(self) -> int:

@@ -24,6 +24,7 @@ from .errors import IbashError
 from .extract import OUT_OF_MEMORY, read_file
 from .outcome import ExtractOptions, FileResult
 from .spool import Spools, SpoolWriter
+from .tally import Profile, Tally
 
 BATCH = 8
 STARTUP_FAILURES = 3  # workers in a row that die before they are ready: give up, it is not the files
@@ -43,7 +44,13 @@ class Limits:
 
 
 def _worker(
-    conn: Connection, options: ExtractOptions, memory_mb: int, reader: Reader, spools: Spools | None, slot: int
+    conn: Connection,
+    options: ExtractOptions,
+    memory_mb: int,
+    reader: Reader,
+    spools: Spools | None,
+    slot: int,
+    profile: Profile | None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -55,7 +62,7 @@ def _worker(
     spool = spools.writer(slot) if spools is not None else None
     try:
         conn.send(_READY)
-        _serve(conn, options, memory_mb, reader, spool)
+        _serve(conn, options, memory_mb, reader, spool, profile)
     except (EOFError, OSError):
         return  # the parent is gone (killed, or stopped us): nothing to report to
     finally:
@@ -64,13 +71,20 @@ def _worker(
 
 
 def _serve(
-    conn: Connection, options: ExtractOptions, memory_mb: int, reader: Reader, spool: SpoolWriter | None
+    conn: Connection,
+    options: ExtractOptions,
+    memory_mb: int,
+    reader: Reader,
+    spool: SpoolWriter | None,
+    profile: Profile | None,
 ) -> None:
+    """Read each batch, one result per file; the last one carries the batch's tally (see tally.py)."""
     while True:
         batch = conn.recv()
         if batch is None:
             return
-        for path, root in batch:
+        tally = Tally(profile) if profile is not None and spool is not None else None
+        for i, (path, root) in enumerate(batch):
             try:
                 result = reader(path, root, options)
             except MemoryError:
@@ -84,7 +98,13 @@ def _serve(
                 conn.send(_EXITING)  # the heap may be in a bad state: start afresh
                 return
             if spool is not None:
+                rows = result.rows
                 spool.take(result)
+                if tally is not None and result.spooled is not None:
+                    tally.count(result, rows)
+            if tally is not None and i == len(batch) - 1:
+                tally.last = path
+                result.tally = tally
             conn.send(result)
 
 
@@ -97,6 +117,14 @@ class _Worker:
     last: float = field(default_factory=time.monotonic)
     exiting: bool = False
     ready: bool = False  # it started: a death from now on is blamed on the file it was reading
+    batches: deque[int] = field(default_factory=deque)  # sizes of the batches in flight
+    held: list[FileResult] = field(default_factory=list)  # results of the current batch, until its last
+
+    def release(self) -> list[FileResult]:
+        """The results held back, for a batch that will not finish: no tally covers them."""
+        held, self.held = self.held, []
+        self.batches.clear()
+        return held
 
 
 class Pool:
@@ -109,9 +137,11 @@ class Pool:
         limits: Limits,
         reader: Reader = read_file,
         spools: Spools | None = None,
+        profile: Profile | None = None,
     ) -> None:
         self.size = max(1, workers)
         self.spools = spools  # where workers leave element rows; None: rows travel in the results
+        self.profile = profile  # with spools: workers count summaries as they read (tally.py)
         self.options = options
         self.limits = limits
         self.reader = reader  # a module-level function (it is pickled for the workers); tests swap it
@@ -121,7 +151,7 @@ class Pool:
 
     def _spawn(self, slot: int) -> _Worker:
         parent, child = self.ctx.Pipe()
-        args = (child, self.options, self.limits.memory_mb, self.reader, self.spools, slot)
+        args = (child, self.options, self.limits.memory_mb, self.reader, self.spools, slot, self.profile)
         process = self.ctx.Process(target=_worker, args=args, daemon=True)
         process.start()
         child.close()
@@ -151,7 +181,7 @@ class Pool:
                             worker.process.kill()
                             self._startup_failed(worker, pending)
                     elif now - worker.last > self.limits.timeout and worker.inflight:
-                        yield self._fail(
+                        yield from self._fail(
                             worker,
                             pending,
                             f"timed out: reading took longer than {self.limits.timeout:g} s (see --timeout)",
@@ -172,6 +202,7 @@ class Pool:
             if not worker.inflight:
                 worker.last = time.monotonic()
             worker.inflight.extend(batch)
+            worker.batches.append(len(batch))
 
     def _receive(self, worker: _Worker, pending: deque[Candidate]) -> Iterator[FileResult]:
         while worker.conn.poll():
@@ -181,6 +212,7 @@ class Pool:
                 if not worker.ready:
                     self._startup_failed(worker, pending)
                 elif worker.exiting or not worker.inflight:
+                    yield from worker.release()
                     pending.extendleft(reversed(worker.inflight))
                     worker.inflight.clear()
                     self._replace(worker, pending)
@@ -188,7 +220,7 @@ class Pool:
                     code = worker.process.exitcode
                     worker.process.join(1)
                     code = worker.process.exitcode if code is None else code
-                    yield self._fail(worker, pending, _death_reason(code), kill=False)
+                    yield from self._fail(worker, pending, _death_reason(code), kill=False)
                 return
             worker.last = time.monotonic()
             if message == _READY:
@@ -199,17 +231,29 @@ class Pool:
                 worker.exiting = True
                 continue
             worker.inflight.popleft()
-            yield message
+            # A batch's results go on together, so that the writer can put them (and the tally
+            # that the last one carries) in one transaction.
+            worker.held.append(message)
+            if len(worker.held) == worker.batches[0]:
+                worker.batches.popleft()
+                held, worker.held = worker.held, []
+                for r in held:
+                    r.tally = message.tally
+                yield from held
 
-    def _fail(self, worker: _Worker, pending: deque[Candidate], reason: str, kill: bool = True) -> FileResult:
-        """Record the file the worker was on as an error, requeue the rest, replace the worker."""
+    def _fail(self, worker: _Worker, pending: deque[Candidate], reason: str, kill: bool = True) -> list[FileResult]:
+        """Record the file the worker was on as an error, requeue the rest, replace the worker.
+
+        The results of its batch that came before go on too, without a tally.
+        """
         culprit = worker.inflight.popleft()
         if kill:
             worker.process.kill()
+        done = worker.release()
         pending.extendleft(reversed(worker.inflight))
         worker.inflight.clear()
         self._replace(worker, pending)
-        return FileResult(culprit.path, culprit.root, "error", culprit.size, culprit.mtime_ns, reason=reason)
+        return [*done, FileResult(culprit.path, culprit.root, "error", culprit.size, culprit.mtime_ns, reason=reason)]
 
     def _startup_failed(self, worker: _Worker, pending: deque[Candidate]) -> None:
         """A worker died (or hung) before it was ready: not the files' fault, so they go back in the queue."""

@@ -388,8 +388,24 @@ class Writer:
             element_rows.extend(_element_row(iid, row, tag_ids) for row in r.rows)
         self._insert_elements(conn, element_rows)
         self._copy_spooled(conn, spooled, tag_ids)
-        summaries.add(conn, [s.instance_id for s in pending.states.values() if s.instance_id is not None])
+        self._count(conn, results, indexed, series_ids, tag_ids, pending)
         pending.elements += sum(r.element_count for r, _ in indexed)
+
+    def _count(self, conn: Connection, results: list[FileResult], indexed: list[tuple[FileResult, int]],
+               series_ids: list[int], tag_ids: dict, pending: _Pending) -> None:  # fmt: skip
+        """Add the batch to the summaries: what workers counted for whole groups in it, the rest with SQL."""
+        here = {r.path_bytes for r in results}
+        tallies = {id(r.tally): r.tally for r in results if r.tally is not None}
+        usable = [t for t in tallies.values() if here.issuperset(t.paths)]
+        ids = {r.path_bytes: pending.states[r.path_bytes].instance_id for r, _ in indexed}
+        contexts = {
+            (r.header.get("site") or "", r.header.get("study_instance_uid") or "",
+             r.header.get("series_instance_uid") or ""): sid
+            for (r, _), sid in zip(indexed, series_ids)
+        }  # fmt: skip
+        summaries.add_tallies(conn, usable, ids, contexts, tag_ids, _pg_safe if self.postgres else _same)
+        covered = {p for t in usable for p in t.paths}
+        summaries.add(conn, [i for p, i in ids.items() if p not in covered])
 
     def _copy_spooled(self, conn: Connection, spooled: dict[int, list[dict[str, int]]], tag_ids: dict) -> None:
         """Copy the rows workers left in their spools: inside SQLite when it can attach them, else through here."""
@@ -654,6 +670,10 @@ def _copy(conn: Connection, table: Any, rows: list[tuple]) -> None:
     with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _pg_safe(value: Any) -> Any:

@@ -36,6 +36,7 @@ from ibash_index.store import Writer
 
 from .hostile import copy_corpus, deflate_bomb, dicom, hanging_reader, pid_reporting_reader
 from .test_build import snapshot
+from .test_summaries import assert_summaries_match
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,6 +170,7 @@ def test_a_worker_killed_mid_build_costs_one_file(tmp_path: Path, monkeypatch: p
         "error",
         "worker killed: the worker reading it was killed by SIGKILL (out of memory?)",
     )
+    assert_summaries_match(str(tmp_path / "x.db"))  # its batch's other files were counted without a tally
 
 
 def mutate(rng: random.Random, root: Path, removed: dict[Path, bytes]) -> None:

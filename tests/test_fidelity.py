@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from ibash_index.build import BuildOptions, build
 
 from .conftest import corpora_or_skip, engine_for
+from .test_summaries import assert_summaries_match
 
 BINARY = {"OB", "OW", "OF", "OD", "OL", "OV", "UN", "OB or OW", "US or OW"}
 PIXEL = {0x7FE00008, 0x7FE00009, 0x7FE00010}
@@ -175,6 +176,7 @@ def test_pydicom_test_files_round_trip(tmp_path: Path, any_db: str) -> None:
     build(roots, any_db, BuildOptions(workers=2))
     n_files, n_elements = assert_same(any_db, files)
     assert n_files > 150 and n_elements > 10_000
+    assert_summaries_match(any_db)  # long values, charsets, private and nested elements: tallies equal the SQL
     with engine_for(any_db).connect() as conn:
         not_dicom = {Path(p).name for (p,) in conn.execute(text("SELECT path FROM files WHERE status = 'not_dicom'"))}
     # Text, JSON, ICC, gzip and dumps, plus no_meta.dcm: bytes that do not start with an element.
@@ -195,6 +197,7 @@ def test_real_scanner_corpora_round_trip(corpora_db: Path) -> None:
     files = sorted(str(p) for p in root.rglob("*") if p.is_file())
     n_files, n_elements = assert_same(corpora_db, files)
     assert n_files >= 240 and n_elements > 90_000
+    assert_summaries_match(str(corpora_db))
 
 
 def test_real_scanner_corpora_round_trip_on_postgresql(postgres) -> None:

@@ -125,6 +125,27 @@ def test_summaries_follow_incremental_builds(any_db: str, sample: Any, tmp_path:
     assert not any(assert_summaries_match(any_db).values()), "nothing left once every file is gone"
 
 
+def test_the_workers_count_what_the_sql_counts(sample: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    """Workers tally every instance of a build (tally.py), and the tallies give what the SQL gives (--workers 0)."""
+    by_sql: list[int] = []
+    sql_add = summaries.add
+
+    def spy(conn: Any, ids: Any) -> None:
+        ids = list(ids)
+        by_sql.extend(ids)
+        sql_add(conn, ids)
+
+    monkeypatch.setattr(summaries, "add", spy)
+    tallied = tmp_path / "tallied.db"
+    assert build([sample.root], str(tallied), BuildOptions(workers=2)).indexed > 1000
+    assert by_sql == [], "no instance was left to the SQL"
+    counted = tmp_path / "sql.db"
+    indexed = build([sample.root], str(counted), BuildOptions(workers=0)).indexed
+    assert len(by_sql) == indexed
+    assert logical(str(tallied)) == logical(str(counted))
+    assert_summaries_match(str(tallied))
+
+
 def test_summaries_of_a_killed_build(any_db: str, tmp_path: Path) -> None:
     """kill -9 while batches are written: what was committed is counted, and a rerun counts the rest."""
     root = tmp_path / "data"

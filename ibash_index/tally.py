@@ -1,0 +1,194 @@
+"""Counting files into the summary tables in the workers, as they read them.
+
+A fresh build used to count each batch with set-based SQL over the elements it had just
+inserted (sql/maintenance/*.sql): five GROUP BY passes over every element on the writer's one
+core, half of the build. A worker holds each file's rows anyway, so it counts a group of files
+(one batch of paths) into a `Tally` keyed by what the rows say, (tag, creator) and the file's
+site, study and series; the writer turns those keys into ids and adds a few hundred rows per
+group (summaries.add_tallies). The SQL stays the definition: a rebuild, a migration, files
+taken away, and any file a tally does not cover (a worker killed mid-group, --workers 0) use it,
+and tests/test_summaries.py checks that both ways give the same tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .outcome import FileResult
+
+LONG = 200  # report_tables.VALUE_KEY_CHARS: longer values are keyed per element (see sql/maintenance)
+NO_SITE_VALUES = frozenset({"UI", "DA", "DT", "TM"})  # summary_values leaves these out
+DATE_TIME = frozenset({"DA", "DT", "TM"})
+PHI_VRS = frozenset({"PN", "DA", "DT", "TM", "UI"})
+PRIVATE_TEXT = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
+
+Key = tuple[int, str]  # (tag, private creator or '')
+Context = tuple[str, str, str]  # (site or '', study UID or '', series UID or '')
+# A phi group: (tag as phi.sql shows it, name, creator, category, action); see batch_2_phi.sql.
+PhiGroup = tuple[str, str, str, str, str]
+
+
+class Profile:
+    """PS3.15 Table E.1-1 as batch_2_phi.sql matches it: exact (GGGG,EEEE), or an xx pattern on GGGGEEEE."""
+
+    def __init__(self, rows: tuple[tuple[str, str, str], ...]) -> None:
+        self.rows = rows  # (tag, tag_hex, basic_profile) from ps315_attributes; pickled for the workers
+        self.groups: dict[tuple[Key, str], PhiGroup | None] = {}  # what phi_group found, per process
+        self.odd_groups: dict[int, str] = {}  # tag -> its group as summary_private shows it
+        self._exact: dict[str, list[str]] = {}
+        self._patterns: list[tuple[re.Pattern[str], str]] = []
+        for tag, tag_hex, action in rows:
+            self._exact.setdefault(tag, []).append(action)
+            if "x" in tag_hex.lower():  # SQLite's LIKE ignores ASCII case
+                pattern = re.compile(re.escape(tag_hex).replace("x", ".").replace("X", "."), re.IGNORECASE)
+                self._patterns.append((pattern, action))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Profile, (self.rows,))
+
+    def action(self, tag: int, creator: str, tag_text: str, tag_hex: str) -> str | None:
+        """The Basic Profile action of a public tag (MIN of the matches, as the SQL takes it), else None."""
+        if creator or (tag >> 16) % 2:
+            return None
+        found = list(self._exact.get(tag_text, ()))
+        found += [action for pattern, action in self._patterns if pattern.fullmatch(tag_hex)]
+        return min(found) if found else None
+
+    def phi_group(self, pk: tuple[Key, str]) -> PhiGroup | None:
+        """The phi group of a (tag, creator) with this VR, or None when phi.sql would not list it."""
+        from .store import tag_values
+
+        (tag, creator), vr = pk
+        facts = tag_values(tag, creator)
+        action = self.action(tag, creator, facts["tag_text"], facts["tag_hex"])
+        group: PhiGroup | None = None
+        if action is not None or vr in PHI_VRS or (facts["private_tag"] is not None and vr in PRIVATE_TEXT):
+            if action is not None:
+                category = "PS3.15 E.1-1"
+            elif vr == "PN":
+                category = "person name"
+            elif vr in DATE_TIME:
+                category = "date or time"
+            elif vr == "UI":
+                category = "UID"
+            else:
+                category = "private text"
+            shown_tag = facts["private_tag"] or facts["tag_text"]
+            group = (shown_tag, facts["keyword"] or facts["name"], creator, category, action or "")
+        self.groups[pk] = group
+        return group
+
+
+@dataclass
+class Counts:
+    """What one context (site, study, series) of a group adds to each summary, by worker-side keys."""
+
+    tags: Counter = field(default_factory=Counter)  # Key -> instances holding it
+    filled: Counter = field(default_factory=Counter)  # Key -> instances holding it with VM above 0
+    values: dict = field(default_factory=dict)  # (Key, value) -> elements (summary_values)
+    series: dict = field(default_factory=dict)  # (Key, vr, value) -> elements, top level
+    numbers: dict = field(default_factory=dict)  # (Key, vr, value) -> smallest number
+    phi: Counter = field(default_factory=Counter)  # PhiGroup -> instances
+    phi_top: dict = field(default_factory=dict)  # PhiGroup -> top-level elements
+    phi_nested: dict = field(default_factory=dict)  # PhiGroup -> elements in sequences
+    phi_values: dict = field(default_factory=dict)  # (PhiGroup, value) -> elements
+    phi_shown: Counter = field(default_factory=Counter)  # (tag, creator, value) -> instances
+    private: dict = field(default_factory=dict)  # (creator, group) -> elements
+    private_instances: Counter = field(default_factory=Counter)  # (creator, group) -> instances
+    # Values longer than LONG, each keyed by its instance and seq: (table, ..., file index, seq).
+    long: list = field(default_factory=list)
+
+
+class Tally:
+    """The summary counts of the files of one group, made by the worker that read them.
+
+    `paths` are the files counted, in order (long values point into it); `last` is the path of
+    the group's last file, so that the build never splits a group across two transactions.
+    """
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.paths: list[bytes] = []
+        self.contexts: dict[Context, Counts] = {}
+        self.last: bytes = b""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"paths": self.paths, "contexts": self.contexts, "last": self.last}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def count(self, result: FileResult, rows: list[tuple]) -> None:
+        """Add one indexed file (its rows in outcome.ROW_FIELDS order)."""
+        h = result.header
+        context = (h.get("site") or "", h.get("study_instance_uid") or "", h.get("series_instance_uid") or "")
+        c = self.contexts.get(context)
+        if c is None:
+            c = self.contexts[context] = Counts()
+        f = len(self.paths)
+        self.paths.append(result.path_bytes)
+        keys: set[Key] = set()
+        filled: set[Key] = set()
+        groups: set[PhiGroup] = set()
+        shown: set[tuple[str, str, str]] = set()
+        long_shown: dict[tuple[str, str, str], int] = {}
+        private: set[tuple[str, str]] = set()
+        series, numbers, values, long = c.series, c.numbers, c.values, c.long
+        phi_top, phi_nested, phi_values, private_elements = c.phi_top, c.phi_nested, c.phi_values, c.private
+        phi_of, phi_group, odd_groups = self.profile.groups, self.profile.phi_group, self.profile.odd_groups
+        for seq, _p, _i, depth, tag, creator, vr, vm, value, number, _n, digest, _d, _e, _f in rows:
+            key = (tag, creator or "")
+            keys.add(key)
+            if depth == 0:
+                v = value if value is not None else digest if digest is not None else ""
+                if len(v) <= LONG:
+                    k = (key, vr, v)
+                    series[k] = series.get(k, 0) + 1
+                    if number is not None:
+                        old = numbers.get(k)
+                        if old is None or number < old:
+                            numbers[k] = number
+                else:
+                    long.append(("series", key, vr, v, number, f, seq))
+            if creator:
+                g = odd_groups.get(tag)
+                if g is None:
+                    g = odd_groups[tag] = f"{tag >> 16:04X}"
+                pk = (creator, g)
+                private_elements[pk] = private_elements.get(pk, 0) + 1
+                private.add(pk)
+            if vm > 0:
+                filled.add(key)
+                if value is not None and vr not in NO_SITE_VALUES:
+                    if len(value) <= LONG:
+                        k2 = (key, value)
+                        values[k2] = values.get(k2, 0) + 1
+                    else:
+                        long.append(("values", key, value, f, seq))
+                pk2 = (key, vr)
+                group = phi_of[pk2] if pk2 in phi_of else phi_group(pk2)
+                if group is not None:
+                    groups.add(group)
+                    if depth == 0:
+                        phi_top[group] = phi_top.get(group, 0) + 1
+                    else:
+                        phi_nested[group] = phi_nested.get(group, 0) + 1
+                    if value is not None:
+                        sk = (group[0], group[2], value)
+                        if len(value) <= LONG:
+                            k3 = (group, value)
+                            phi_values[k3] = phi_values.get(k3, 0) + 1
+                            shown.add(sk)
+                        else:
+                            long.append(("phi_values", group, value, f, seq))
+                            long_shown.setdefault(sk, seq)  # rows come in seq order: the first is the smallest
+        c.tags.update(keys)
+        c.filled.update(filled)
+        c.phi.update(groups)
+        c.phi_shown.update(shown)
+        c.private_instances.update(private)
+        long.extend(("phi_shown", *sk, f, s) for sk, s in long_shown.items())
