@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from typing import Any
 
 from .crawl import Candidate
 from .errors import IbashError
@@ -51,6 +52,7 @@ def _worker(
     spools: Spools | None,
     slot: int,
     profile: Profile | None,
+    started: Any,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -62,7 +64,7 @@ def _worker(
     spool = spools.writer(slot) if spools is not None else None
     try:
         conn.send(_READY)
-        _serve(conn, options, memory_mb, reader, spool, profile)
+        _serve(conn, options, memory_mb, reader, spool, profile, started)
     except (EOFError, OSError):
         return  # the parent is gone (killed, or stopped us): nothing to report to
     finally:
@@ -77,24 +79,32 @@ def _serve(
     reader: Reader,
     spool: SpoolWriter | None,
     profile: Profile | None,
+    started: Any,
 ) -> None:
-    """Read each batch, one result per file; the last one carries the batch's tally (see tally.py)."""
+    """Read each batch and send its results in one message, the batch's tally (tally.py) on the last.
+
+    One message per batch, not per file: the parent's receiving was a third of its work. It
+    learns which file a worker is on from `started` (files begun, in shared memory) instead.
+    """
     while True:
         batch = conn.recv()
         if batch is None:
             return
         tally = Tally(profile) if profile is not None and spool is not None else None
-        for i, (path, root) in enumerate(batch):
+        results = []
+        for path, root in batch:
+            started.value += 1
             try:
                 result = reader(path, root, options)
             except MemoryError:
                 result = FileResult(path, root, "error", reason=OUT_OF_MEMORY)
             except Exception as exc:  # a bug, not the file: record it and go on
                 result = FileResult(path, root, "error", reason=f"internal error: {type(exc).__name__}: {exc}")
+            results.append(result)
             if result.status == "error" and (result.reason or "").startswith(OUT_OF_MEMORY):
                 limit = f"the {memory_mb} MB a worker may use" if memory_mb else "the memory available"
                 result.reason = f"{OUT_OF_MEMORY}: reading it needs more than {limit} (see --max-memory)"
-                conn.send(result)
+                conn.send(results)  # no tally: the writer counts these with SQL
                 conn.send(_EXITING)  # the heap may be in a bad state: start afresh
                 return
             if spool is not None:
@@ -102,10 +112,10 @@ def _serve(
                 spool.take(result)
                 if tally is not None and result.spooled is not None:
                     tally.count(result, rows)
-            if tally is not None and i == len(batch) - 1:
-                tally.last = path
-                result.tally = tally
-            conn.send(result)
+        if tally is not None:
+            tally.last = results[-1].path_bytes
+            results[-1].tally = tally
+        conn.send(results)
 
 
 @dataclass
@@ -117,14 +127,19 @@ class _Worker:
     last: float = field(default_factory=time.monotonic)
     exiting: bool = False
     ready: bool = False  # it started: a death from now on is blamed on the file it was reading
-    batches: deque[int] = field(default_factory=deque)  # sizes of the batches in flight
-    held: list[FileResult] = field(default_factory=list)  # results of the current batch, until its last
+    started: Any = None  # files it has begun, counted in shared memory by the worker
+    done: int = 0  # files whose results came back
+    seen: int = 0  # `started` when last looked at: a change means it is on a new file
 
-    def release(self) -> list[FileResult]:
-        """The results held back, for a batch that will not finish: no tally covers them."""
-        held, self.held = self.held, []
-        self.batches.clear()
-        return held
+    def current(self) -> int:
+        """Position in `inflight` of the file it is reading (0 when it has not begun a batch)."""
+        return max(0, min(self.started.value - self.done - 1, len(self.inflight) - 1))
+
+    def moving(self, now: float) -> None:
+        """Restart the silence clock when it began another file."""
+        if self.started.value != self.seen:
+            self.seen = self.started.value
+            self.last = now
 
 
 class Pool:
@@ -151,11 +166,12 @@ class Pool:
 
     def _spawn(self, slot: int) -> _Worker:
         parent, child = self.ctx.Pipe()
-        args = (child, self.options, self.limits.memory_mb, self.reader, self.spools, slot, self.profile)
+        started = self.ctx.RawValue("q", 0)
+        args = (child, self.options, self.limits.memory_mb, self.reader, self.spools, slot, self.profile, started)
         process = self.ctx.Process(target=_worker, args=args, daemon=True)
         process.start()
         child.close()
-        worker = _Worker(process, parent, slot)
+        worker = _Worker(process, parent, slot, started=started)
         self.workers.append(worker)
         return worker
 
@@ -176,7 +192,9 @@ class Pool:
                 for worker in busy:
                     if worker.conn in ready:
                         yield from self._receive(worker, pending)
-                    elif not worker.ready:
+                        continue
+                    worker.moving(now)
+                    if not worker.ready:
                         if now - worker.last > STARTUP_TIMEOUT:
                             worker.process.kill()
                             self._startup_failed(worker, pending)
@@ -202,7 +220,6 @@ class Pool:
             if not worker.inflight:
                 worker.last = time.monotonic()
             worker.inflight.extend(batch)
-            worker.batches.append(len(batch))
 
     def _receive(self, worker: _Worker, pending: deque[Candidate]) -> Iterator[FileResult]:
         while worker.conn.poll():
@@ -212,7 +229,6 @@ class Pool:
                 if not worker.ready:
                     self._startup_failed(worker, pending)
                 elif worker.exiting or not worker.inflight:
-                    yield from worker.release()
                     pending.extendleft(reversed(worker.inflight))
                     worker.inflight.clear()
                     self._replace(worker, pending)
@@ -230,30 +246,28 @@ class Pool:
             if message == _EXITING:
                 worker.exiting = True
                 continue
-            worker.inflight.popleft()
-            # A batch's results go on together, so that the writer can put them (and the tally
-            # that the last one carries) in one transaction.
-            worker.held.append(message)
-            if len(worker.held) == worker.batches[0]:
-                worker.batches.popleft()
-                held, worker.held = worker.held, []
-                for r in held:
-                    r.tally = message.tally
-                yield from held
+            # A batch's results, together: the writer puts them (and the tally of the last) in one transaction.
+            for r in message:
+                worker.inflight.popleft()
+                r.tally = message[-1].tally
+            worker.done += len(message)
+            yield from message
 
     def _fail(self, worker: _Worker, pending: deque[Candidate], reason: str, kill: bool = True) -> list[FileResult]:
         """Record the file the worker was on as an error, requeue the rest, replace the worker.
 
-        The results of its batch that came before go on too, without a tally.
+        Files of its batch read before the culprit are read again: their results were not sent yet.
         """
-        culprit = worker.inflight.popleft()
         if kill:
             worker.process.kill()
-        done = worker.release()
+        else:
+            worker.process.join(1)  # `started` is final once it is gone
+        culprit = worker.inflight[worker.current()]
+        worker.inflight.remove(culprit)
         pending.extendleft(reversed(worker.inflight))
         worker.inflight.clear()
         self._replace(worker, pending)
-        return [*done, FileResult(culprit.path, culprit.root, "error", culprit.size, culprit.mtime_ns, reason=reason)]
+        return [FileResult(culprit.path, culprit.root, "error", culprit.size, culprit.mtime_ns, reason=reason)]
 
     def _startup_failed(self, worker: _Worker, pending: deque[Candidate]) -> None:
         """A worker died (or hung) before it was ready: not the files' fault, so they go back in the queue."""

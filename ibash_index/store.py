@@ -403,7 +403,7 @@ class Writer:
              r.header.get("series_instance_uid") or ""): sid
             for (r, _), sid in zip(indexed, series_ids)
         }  # fmt: skip
-        summaries.add_tallies(conn, usable, ids, contexts, tag_ids, _pg_safe if self.postgres else _same)
+        summaries.add_tallies(conn, usable, ids, contexts, tag_ids, _pg_safe if self.postgres else None)
         covered = {p for t in usable for p in t.paths}
         summaries.add(conn, [i for p, i in ids.items() if p not in covered])
 
@@ -670,10 +670,6 @@ def _copy(conn: Connection, table: Any, rows: list[tuple]) -> None:
     with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def _pg_safe(value: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, text
@@ -89,11 +90,56 @@ def profile_rows(conn: Connection) -> tuple[tuple[str, str, str], ...]:
     return tuple((tag, tag_hex, action) for tag, tag_hex, action in rows)
 
 
-@functools.cache
-def _upserts() -> dict[str, TextClause]:
-    """sql/maintenance/upsert/<table>.sql: add one row of counts to a summary table."""
-    folder = bundled_dir("sql") / "maintenance" / "upsert"
-    return {path.stem: text(_statements(path.read_text(encoding="utf-8"))[0]) for path in folder.glob("*.sql")}
+# Each summary table's key columns and the columns added up; sql/maintenance/upsert/<table>.sql
+# binds them in this order. `value` and `number` ride along with the key (see _Sums.add).
+UPSERTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "summary_tags": (("site", "tag_id"), ("instances", "non_empty")),
+    "summary_values": (("site", "tag_id", "value_key"), ("value", "elements")),
+    "summary_series_values": (("series_id", "tag_id", "vr", "value_key"), ("value", "number", "elements")),
+    "summary_phi_groups": (
+        ("site", "tag", "name", "private_creator", "category", "action"),
+        ("instances", "top_elements", "nested_elements"),
+    ),
+    "summary_phi_values": (
+        ("site", "tag", "name", "private_creator", "category", "action", "value_key"),
+        ("value", "elements"),
+    ),
+    "summary_phi_shown": (("site", "tag", "private_creator", "value_key"), ("value", "instances")),
+    "summary_private": (("series_id", "site", "private_creator", "private_group"), ("elements", "instances")),
+}
+
+
+class _Sums:
+    """The rows a batch adds, per table and key, merged across its tallies before they reach SQL."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[tuple, list]] = {name: {} for name in UPSERTS}
+
+    def add(self, table: str, key: tuple, *counts: int) -> None:
+        row = self.rows[table].get(key)
+        if row is None:
+            self.rows[table][key] = list(counts)
+        else:
+            for i, n in enumerate(counts):
+                row[i] += n
+
+    def value(self, table: str, key: tuple, value: str, n: int) -> None:
+        """A row whose key ends with the value's key: [value, count]."""
+        row = self.rows[table].get(key)
+        if row is None:
+            self.rows[table][key] = [value, n]
+        else:
+            row[1] += n
+
+    def series(self, key: tuple, value: str, number: float | None, n: int) -> None:
+        """[value, smallest number, count], as MIN(number) and SUM(elements) in the SQL."""
+        row = self.rows["summary_series_values"].get(key)
+        if row is None:
+            self.rows["summary_series_values"][key] = [value, number, n]
+            return
+        if number is not None and (row[1] is None or number < row[1]):
+            row[1] = number
+        row[2] += n
 
 
 def add_tallies(
@@ -102,129 +148,86 @@ def add_tallies(
     instance_ids: dict[bytes, int],
     series_ids: dict[Context, int],
     tag_ids: dict[tuple[int, str], int],
-    safe: Callable[[Any], Any] = lambda v: v,
+    safe: Callable[[Any], Any] | None = None,
 ) -> None:
-    """Add what workers counted (tally.py) for instances just written; the same sums `add` gives.
+    """Add what workers counted (tally.py) for instances just written: the sums `add` would give.
 
     `series_ids` maps each (site, study UID, series UID) to its series id; `safe` makes text
     storable the way the elements' text was stored (NUL on PostgreSQL).
     """
-    tags: dict[tuple, list] = {}
-    values: dict[tuple, list] = {}
-    series: dict[tuple, list] = {}
-    groups: dict[tuple, list] = {}
-    phi_values: dict[tuple, list] = {}
-    shown: dict[tuple, list] = {}
-    private: dict[tuple, list] = {}
-
-    def add(table: dict[tuple, list], key: tuple, counts: tuple) -> None:
-        old = table.get(key)
-        if old is None:
-            table[key] = list(counts)
-        else:
-            for i, n in enumerate(counts):
-                old[i] += n
-
-    def long_key(value: str, path_index: int, seq: int) -> str:
-        return f"{value[:200]}#{ids[path_index]}.{seq}"
-
+    sums = _Sums()
     for tally in tallies:
         ids = [instance_ids[p] for p in tally.paths]
         for context, c in tally.contexts.items():
-            site, sid = safe(context[0]), series_ids[context]
-            for key, n in c.tags.items():
-                add(tags, (site, tag_ids[key]), (n, c.filled.get(key, 0)))
-            for (key, value), n in c.values.items():
-                value = safe(value)
-                _add_value(values, (site, tag_ids[key], value), value, n)
-            for (key, vr, value), n in c.series.items():
-                _add_series(series, (sid, tag_ids[key], vr, safe(value)), safe(value), c.numbers.get((key, vr, value)), n)
-            for group, n in c.phi.items():
-                add(groups, (site, *map(safe, group)), (n, c.phi_top.get(group, 0), c.phi_nested.get(group, 0)))
-            for (group, value), n in c.phi_values.items():
-                value = safe(value)
-                _add_value(phi_values, (site, *map(safe, group), value), value, n)
-            for (tag, creator, value), n in c.phi_shown.items():
-                value = safe(value)
-                _add_value(shown, (site, tag, safe(creator), value), value, n)
-            for (creator, group), n in c.private.items():
-                add(private, (sid, site, safe(creator), group), (n, c.private_instances[(creator, group)]))
-            for entry in c.long:
-                table, *rest, path_index, seq = entry
-                if table == "series":
-                    key, vr, value, number = rest
-                    value = safe(value)
-                    _add_series(series, (sid, tag_ids[key], vr, long_key(value, path_index, seq)), value, number, 1)
-                elif table == "values":
-                    key, value = rest
-                    value = safe(value)
-                    _add_value(values, (site, tag_ids[key], long_key(value, path_index, seq)), value, 1)
-                elif table == "phi_values":
-                    group, value = rest
-                    value = safe(value)
-                    key = (site, *map(safe, group), long_key(value, path_index, seq))
-                    _add_value(phi_values, key, value, 1)
-                else:  # phi_shown: one row per instance, keyed by the first element holding the value
-                    tag, creator, value = rest
-                    value = safe(value)
-                    _add_value(shown, (site, tag, safe(creator), long_key(value, path_index, seq)), value, 1)
-    upsert = _upserts()
-    _run(conn, upsert["summary_tags"], tags, ("site", "tag_id"), ("instances", "non_empty"))
-    _run(conn, upsert["summary_values"], values, ("site", "tag_id", "value_key"), ("value", "elements"))
-    series_columns = ("series_id", "tag_id", "vr", "value_key")
-    _run(conn, upsert["summary_series_values"], series, series_columns, ("value", "number", "elements"))
-    group_columns = ("site", "tag", "name", "private_creator", "category", "action")
-    _run(conn, upsert["summary_phi_groups"], groups, group_columns, ("instances", "top_elements", "nested_elements"))
-    _run(conn, upsert["summary_phi_values"], phi_values, (*group_columns, "value_key"), ("value", "elements"))
-    shown_columns = ("site", "tag", "private_creator", "value_key")
-    _run(conn, upsert["summary_phi_shown"], shown, shown_columns, ("value", "instances"))
-    private_columns = ("series_id", "site", "private_creator", "private_group")
-    _run(conn, upsert["summary_private"], private, private_columns, ("elements", "instances"))
+            _add_context(sums, c, context[0], series_ids[context], tag_ids, ids)
+    for table, rows in sums.rows.items():
+        key, counts = UPSERTS[table]
+        _run(conn, _upserts()[table], rows, key + counts, safe)
 
 
-def _add_value(table: dict[tuple, list], key: tuple, value: str, n: int) -> None:
-    """A keyed value row: [value, count]; the key ends with the value key."""
-    old = table.get(key)
-    if old is None:
-        table[key] = [value, n]
-    else:
-        old[1] += n
+def _add_context(sums: _Sums, c: Any, site: str, sid: int, tag_ids: dict[tuple[int, str], int], ids: list[int]) -> None:
+    """One tally's counts of one (site, study, series), by database keys."""
+    for key, n in c.tags.items():
+        sums.add("summary_tags", (site, tag_ids[key]), n, c.filled.get(key, 0))
+    for (key, value), n in c.values.items():
+        sums.value("summary_values", (site, tag_ids[key], value), value, n)
+    numbers = c.numbers
+    for k, n in c.series.items():
+        sums.series((sid, tag_ids[k[0]], k[1], k[2]), k[2], numbers.get(k), n)
+    for group, n in c.phi.items():
+        sums.add("summary_phi_groups", (site, *group), n, c.phi_top.get(group, 0), c.phi_nested.get(group, 0))
+    for (group, value), n in c.phi_values.items():
+        sums.value("summary_phi_values", (site, *group, value), value, n)
+    for (tag, creator, value), n in c.phi_shown.items():
+        sums.value("summary_phi_shown", (site, tag, creator, value), value, n)
+    for (creator, group), n in c.private.items():
+        sums.add("summary_private", (sid, site, creator, group), n, c.private_instances[(creator, group)])
+    for table, *rest, path_index, seq in c.long:  # keyed by the instance and the element that holds the value
+        value = rest[-2] if table == "series" else rest[-1]
+        value_key = f"{value[:200]}#{ids[path_index]}.{seq}"
+        if table == "series":
+            key, vr, value, number = rest
+            sums.series((sid, tag_ids[key], vr, value_key), value, number, 1)
+        elif table == "values":
+            sums.value("summary_values", (site, tag_ids[rest[0]], value_key), value, 1)
+        elif table == "phi_values":
+            sums.value("summary_phi_values", (site, *rest[0], value_key), value, 1)
+        else:  # phi_shown: one per instance and value, keyed by the first element holding it
+            tag, creator, _ = rest
+            sums.value("summary_phi_shown", (site, tag, creator, value_key), value, 1)
 
 
-def _add_series(table: dict[tuple, list], key: tuple, value: str, number: float | None, n: int) -> None:
-    """[value, smallest number, count], as MIN(number) and SUM(elements) in the SQL."""
-    old = table.get(key)
-    if old is None:
-        table[key] = [value, number, n]
-        return
-    if number is not None and (old[1] is None or number < old[1]):
-        old[1] = number
-    old[2] += n
+@functools.cache
+def _upserts() -> dict[str, TextClause]:
+    """sql/maintenance/upsert/<table>.sql: add one row of counts to a summary table."""
+    folder = bundled_dir("sql") / "maintenance" / "upsert"
+    return {path.stem: text(_statements(path.read_text(encoding="utf-8"))[0]) for path in folder.glob("*.sql")}
 
 
-def _run(conn: Connection, statement: TextClause, rows: dict[tuple, list], key: tuple[str, ...],
-         counts: tuple[str, ...]) -> None:  # fmt: skip
+def _run(conn: Connection, statement: TextClause, rows: dict[tuple, list], names: tuple[str, ...],
+         safe: Callable[[Any], Any] | None) -> None:  # fmt: skip
     """Upsert in key order, as the SQL does, so that concurrent PostgreSQL builders lock rows in one order.
 
     Straight through the driver: SQLAlchemy's handling of each parameter set cost more than the upsert.
     """
     if not rows:
         return
-    sql, order = _compiled(statement, conn.dialect, key + counts)
+    sql, order = _compiled(statement, conn.dialect, names)
     params = [(*k, *rows[k]) for k in sorted(rows)]
-    if order is not None:
-        params = [tuple(p[i] for i in order) for p in params] if order != sorted(order) else params
-        conn.connection.driver_connection.cursor().executemany(sql, params)  # type: ignore[union-attr]
+    if safe is not None:
+        params = [tuple(safe(v) for v in p) for p in params]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    if order is None:
+        cursor.executemany(sql, [dict(zip(names, p)) for p in params])
     else:
-        names = key + counts
-        conn.connection.driver_connection.cursor().executemany(sql, [dict(zip(names, p)) for p in params])  # type: ignore[union-attr]
+        cursor.executemany(sql, list(map(itemgetter(*order), params)))
 
 
 _COMPILED: dict[tuple[int, str], tuple[str, list[int] | None]] = {}
 
 
 def _compiled(statement: TextClause, dialect: Any, names: tuple[str, ...]) -> tuple[str, list[int] | None]:
-    """The driver's SQL for a statement, and for positional drivers the order of `names` it binds."""
+    """The driver's SQL for a statement, and for positional drivers the order in which it binds `names`."""
     cache_key = (id(statement), dialect.name)
     if cache_key not in _COMPILED:
         compiled = statement.compile(dialect=dialect)
