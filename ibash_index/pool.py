@@ -22,7 +22,6 @@ from typing import Any
 
 from .crawl import Candidate
 from .errors import IbashError
-from .extract import OUT_OF_MEMORY, read_file
 from .outcome import ExtractOptions, FileResult
 from .spool import Spools, SpoolWriter
 from .tally import Profile, Tally
@@ -48,7 +47,7 @@ def _worker(
     conn: Connection,
     options: ExtractOptions,
     memory_mb: int,
-    reader: Reader,
+    reader: Reader | None,
     spools: Spools | None,
     slot: int,
     profile: Profile | None,
@@ -76,7 +75,7 @@ def _serve(
     conn: Connection,
     options: ExtractOptions,
     memory_mb: int,
-    reader: Reader,
+    reader: Reader | None,
     spool: SpoolWriter | None,
     profile: Profile | None,
     started: Any,
@@ -86,6 +85,9 @@ def _serve(
     One message per batch, not per file: the parent's receiving was a third of its work. It
     learns which file a worker is on from `started` (files begun, in shared memory) instead.
     """
+    from .extract import OUT_OF_MEMORY, read_file  # here: the parent process never needs pydicom
+
+    reader = reader or read_file
     while True:
         batch = conn.recv()
         if batch is None:
@@ -150,7 +152,7 @@ class Pool:
         workers: int,
         options: ExtractOptions,
         limits: Limits,
-        reader: Reader = read_file,
+        reader: Reader | None = None,
         spools: Spools | None = None,
         profile: Profile | None = None,
     ) -> None:
@@ -159,7 +161,7 @@ class Pool:
         self.profile = profile  # with spools: workers count summaries as they read (tally.py)
         self.options = options
         self.limits = limits
-        self.reader = reader  # a module-level function (it is pickled for the workers); tests swap it
+        self.reader = reader  # None: extract.read_file; tests swap in module-level functions (they are pickled)
         self.ctx = mp.get_context("spawn")
         self.workers: list[_Worker] = []
         self.startup_failures = 0
@@ -323,11 +325,13 @@ def _death_reason(code: int | None) -> str:
 
 
 def read_serial(
-    candidates: Iterable[Candidate], options: ExtractOptions, reader: Reader = read_file
+    candidates: Iterable[Candidate], options: ExtractOptions, reader: Reader | None = None
 ) -> Iterator[FileResult]:
     """Read in this process: for --workers 0, debugging and profiling (no time or memory limit).
 
     Rows stay in the results: the writer inserts them itself.
     """
+    from .extract import read_file
+
     for c in candidates:
-        yield reader(c.path, c.root, options)
+        yield (reader or read_file)(c.path, c.root, options)

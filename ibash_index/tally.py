@@ -26,6 +26,7 @@ DATE_TIME = frozenset({"DA", "DT", "TM"})
 PHI_VRS = frozenset({"PN", "DA", "DT", "TM", "UI"})
 PRIVATE_TEXT = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
 
+_UNSEEN = object()
 Key = tuple[int, str]  # (tag, private creator or '')
 Context = tuple[str, str, str]  # (site or '', study UID or '', series UID or '')
 # A phi group: (tag as phi.sql shows it, name, creator, category, action); see batch_2_phi.sql.
@@ -89,15 +90,15 @@ class Counts:
 
     tags: Counter = field(default_factory=Counter)  # Key -> instances holding it
     filled: Counter = field(default_factory=Counter)  # Key -> instances holding it with VM above 0
-    values: dict = field(default_factory=dict)  # (Key, value) -> elements (summary_values)
-    series: dict = field(default_factory=dict)  # (Key, vr, value) -> elements, top level
+    values: Counter = field(default_factory=Counter)  # (Key, value) -> elements (summary_values)
+    series: Counter = field(default_factory=Counter)  # (Key, vr, value) -> elements, top level
     numbers: dict = field(default_factory=dict)  # (Key, vr, value) -> smallest number
     phi: Counter = field(default_factory=Counter)  # PhiGroup -> instances
-    phi_top: dict = field(default_factory=dict)  # PhiGroup -> top-level elements
-    phi_nested: dict = field(default_factory=dict)  # PhiGroup -> elements in sequences
-    phi_values: dict = field(default_factory=dict)  # (PhiGroup, value) -> elements
+    phi_top: Counter = field(default_factory=Counter)  # PhiGroup -> top-level elements
+    phi_nested: Counter = field(default_factory=Counter)  # PhiGroup -> elements in sequences
+    phi_values: Counter = field(default_factory=Counter)  # (PhiGroup, value) -> elements
     phi_shown: Counter = field(default_factory=Counter)  # (tag, creator, value) -> instances
-    private: dict = field(default_factory=dict)  # (creator, group) -> elements
+    private: Counter = field(default_factory=Counter)  # (creator, group) -> elements
     private_instances: Counter = field(default_factory=Counter)  # (creator, group) -> instances
     # Values longer than LONG, each keyed by its instance and seq: (table, ..., file index, seq).
     long: list = field(default_factory=list)
@@ -136,9 +137,14 @@ class Tally:
         groups: set[PhiGroup] = set()
         shown: set[tuple[str, str, str]] = set()
         long_shown: dict[tuple[str, str, str], int] = {}
-        private: set[tuple[str, str]] = set()
-        series, numbers, values, long = c.series, c.numbers, c.values, c.long
-        phi_top, phi_nested, phi_values, private_elements = c.phi_top, c.phi_nested, c.phi_values, c.private
+        private: list[tuple[str, str]] = []
+        # Keys are collected in lists and counted in C (Counter.update) at the end.
+        series: list[tuple] = []
+        values: list[tuple] = []
+        top: list[PhiGroup] = []
+        nested: list[PhiGroup] = []
+        phi_values: list[tuple] = []
+        numbers, long = c.numbers, c.long
         phi_of, phi_group, odd_groups = self.profile.groups, self.profile.phi_group, self.profile.odd_groups
         for seq, _p, _i, depth, tag, creator, vr, vm, value, number, _n, digest, _d, _e, _f in rows:
             key = (tag, creator or "")
@@ -147,7 +153,7 @@ class Tally:
                 v = value if value is not None else digest if digest is not None else ""
                 if len(v) <= LONG:
                     k = (key, vr, v)
-                    series[k] = series.get(k, 0) + 1
+                    series.append(k)
                     if number is not None:
                         old = numbers.get(k)
                         if old is None or number < old:
@@ -158,37 +164,37 @@ class Tally:
                 g = odd_groups.get(tag)
                 if g is None:
                     g = odd_groups[tag] = f"{tag >> 16:04X}"
-                pk = (creator, g)
-                private_elements[pk] = private_elements.get(pk, 0) + 1
-                private.add(pk)
+                private.append((creator, g))
             if vm > 0:
                 filled.add(key)
                 if value is not None and vr not in NO_SITE_VALUES:
                     if len(value) <= LONG:
-                        k2 = (key, value)
-                        values[k2] = values.get(k2, 0) + 1
+                        values.append((key, value))
                     else:
                         long.append(("values", key, value, f, seq))
-                pk2 = (key, vr)
-                group = phi_of[pk2] if pk2 in phi_of else phi_group(pk2)
+                pk = (key, vr)
+                group = phi_of.get(pk, _UNSEEN)
+                if group is _UNSEEN:
+                    group = phi_group(pk)
                 if group is not None:
                     groups.add(group)
-                    if depth == 0:
-                        phi_top[group] = phi_top.get(group, 0) + 1
-                    else:
-                        phi_nested[group] = phi_nested.get(group, 0) + 1
+                    (top if depth == 0 else nested).append(group)
                     if value is not None:
-                        sk = (group[0], group[2], value)
                         if len(value) <= LONG:
-                            k3 = (group, value)
-                            phi_values[k3] = phi_values.get(k3, 0) + 1
-                            shown.add(sk)
+                            phi_values.append((group, value))
+                            shown.add((group[0], group[2], value))
                         else:
                             long.append(("phi_values", group, value, f, seq))
-                            long_shown.setdefault(sk, seq)  # rows come in seq order: the first is the smallest
+                            long_shown.setdefault((group[0], group[2], value), seq)  # rows come in seq order
         c.tags.update(keys)
         c.filled.update(filled)
+        c.series.update(series)
+        c.values.update(values)
         c.phi.update(groups)
+        c.phi_top.update(top)
+        c.phi_nested.update(nested)
+        c.phi_values.update(phi_values)
         c.phi_shown.update(shown)
-        c.private_instances.update(private)
+        c.private.update(private)
+        c.private_instances.update(set(private))
         long.extend(("phi_shown", *sk, f, s) for sk, s in long_shown.items())
