@@ -200,6 +200,8 @@ def test_maintenance_files_are_not_reports() -> None:
     folder = REPO / "sql" / "maintenance"
     files = sorted(folder.glob("*.sql"))
     assert {p.stem for p in files} >= {t.name for t in SUMMARY_TABLES} | {"prune"}
-    for path in files:
+    upserts = sorted((folder / "upsert").glob("*.sql"))
+    assert {p.stem for p in upserts} == {t.name for t in SUMMARY_TABLES} == set(summaries.UPSERTS)
+    for path in files + upserts:
         assert path.read_text().startswith("-- title: ")
         assert path.stem not in names
