@@ -743,7 +743,7 @@ def _fast_site(rows: list[tuple], path: bytes, root: str, site_from: str) -> str
 class _Level:
     """One data set being walked: its elements, encoding, character set, and private creators."""
 
-    __slots__ = ("_by_tag", "_context", "early", "elements", "encoding", "implicit", "key", "top")
+    __slots__ = ("_by_tag", "_context", "creators", "early", "elements", "encoding", "implicit", "key", "top")
 
     def __init__(self, elements: list[rawread.Element], implicit: bool, top: bool, encoding: Any) -> None:
         self.elements = elements
@@ -754,6 +754,7 @@ class _Level:
         self.early: frozenset[int] = frozenset()  # tags pydicom converts while reading (see _FastWalker._leaf)
         self._by_tag: dict[int, rawread.Element] | None = None
         self._context: Dataset | None = None
+        self.creators: dict[int, str] | None = None  # private creator tag -> text (see _FastWalker._creator)
 
     def find(self, tag: int) -> rawread.Element | None:
         if self._by_tag is None:
@@ -787,25 +788,54 @@ class _FastWalker(_Rows):
         return None if element is None else self.convert(meta, element).value
 
     def walk(self, level: _Level, parent: int | None, item: int | None, depth: int, prefix: str) -> None:
+        """Rows of a data set and, depth first, of its sequences' items.
+
+        Most elements are a text or number value met before (in this file or an earlier one):
+        their row is made here from the value cache; the rest go to `_leaf`. Names are bound
+        to locals since this loop runs once per element of every file.
+        """
         level.encoding, level.key = self._charset(level, level.encoding)
         early = level.early
+        to_leaf = early | _CHARSET_TAG  # rows _leaf makes: converted early, or cached without a character set
+        rows, data, messages = self.rows, self.data, self.messages
+        append = rows.append
+        header = self.header if depth == 0 else None
+        charset = level.key
+        defer = self.defer if level.top else None
+        implicit = level.implicit
         for element in level.elements:
-            tag = element.tag
+            tag, vr, length, start, end, items = element
             creator = self._creator(level, tag) if (tag >> 16) & 1 and (tag & 0xFFFF) >= 0x1000 else None
+            seq = len(rows)
+            if items is None:
+                path = f"{prefix}{_path_name(tag)}" if depth else None
+                if (
+                    0 < length != UNDEFINED
+                    and (defer is None or length <= defer)
+                    and tag not in to_leaf
+                    and (vr if not implicit else _key_vr(tag)) in CACHED_VRS
+                ):  # as _leaf: the key holds all that conversion depends on
+                    known = _KNOWN_VALUES.get((tag, creator, vr, True, charset, data[start:end]))
+                    if known is not None:
+                        known_vr, vm, text, number, said = known
+                        if said:
+                            messages.extend(said)
+                        append((seq, parent, item, depth, tag, creator, known_vr, vm, text, number, length, None, None,
+                                path, None))  # fmt: skip
+                        if header is not None and tag in HIERARCHY_TAGS:
+                            header[HIERARCHY_TAGS[tag]] = number if number is not None and tag in NUMBER_TAGS else text
+                        continue
+                self._keep(self._leaf(level, element, (seq, parent, item, depth, tag, creator), path, tag in early))
+                continue
             name = _path_name(tag)
             path = f"{prefix}{name}" if depth else None
-            seq = len(self.rows)
-            items = element.items
-            if items is None:
-                where = (seq, parent, item, depth, tag, creator)
-                self._keep(self._leaf(level, element, where, path, tag in early))
-                continue
-            length = None if element.length == UNDEFINED else element.length  # pydicom keeps no raw element then
+            length = None if length == UNDEFINED else length  # pydicom keeps no raw element then
             if length is not None:  # pydicom converts Pixel Representation when it converts such a sequence
                 early = early | {0x00280103}
+                to_leaf = early | _CHARSET_TAG
             self._keep(_sequence_row(seq, parent, item, depth, tag, creator, len(items), length, path))
             for i, child in enumerate(items):
-                child_level = _Level(child, level.implicit, False, level.encoding)
+                child_level = _Level(child, implicit, False, level.encoding)
                 self.walk(child_level, seq, i, depth + 1, f"{prefix}{name}[{i}].")
 
     def _charset(self, level: _Level, inherited: Any) -> tuple[Any, Any]:
@@ -821,12 +851,24 @@ class _FastWalker(_Rows):
         return inherited, tuple(inherited) if isinstance(inherited, list) else inherited
 
     def _creator(self, level: _Level, tag: int) -> str:
-        """The private creator of a private tag, as `_private_creator` finds it in the same data set."""
-        element = level.find((tag >> 16) << 16 | (tag & 0xFFFF) >> 8)
+        """The private creator of a private tag, as `_private_creator` finds it in the same data set.
+
+        Kept per data set too: a private block has many elements. Its warnings are said once per
+        file then, which is all `_finish` keeps of them.
+        """
+        creator_tag = (tag >> 16) << 16 | (tag & 0xFFFF) >> 8
+        creators = level.creators
+        if creators is None:
+            creators = level.creators = {}
+        else:
+            text = creators.get(creator_tag)
+            if text is not None:
+                return text
+        element = level.find(creator_tag)
         if element is None:
+            creators[creator_tag] = ""
             return ""
-        raw = self.raw(level, element)
-        key = (element.vr, element.length, level.key, raw.value)
+        key = (element.vr, element.length, level.key, self._value(element))
         known = _CREATORS.get(key)
         if known is None:
             n = len(self.caught)
@@ -837,11 +879,16 @@ class _FastWalker(_Rows):
             _CREATORS[key] = known
         else:
             self.messages.extend(known[1])
+        creators[creator_tag] = known[0]
         return known[0]
+
+    def _value(self, element: rawread.Element) -> bytes | None:
+        """The raw value pydicom's reader keeps for this element."""
+        return self.data[element.start : element.end] if element.length else empty_value_for_VR(element.vr, raw=True)
 
     def raw(self, level: _Level, element: rawread.Element) -> RawDataElement:
         """The RawDataElement pydicom's reader makes of this element (values always read)."""
-        value = self.data[element.start : element.end] if element.length else empty_value_for_VR(element.vr, raw=True)
+        value = self._value(element)
         return RawDataElement(
             BaseTag(element.tag), element.vr, element.length, value, element.start, level.implicit, True
         )
@@ -896,6 +943,13 @@ class _FastWalker(_Rows):
 
 
 _CREATORS: dict[tuple, tuple[str, tuple[str, ...]]] = {}  # private creator text and warnings, per raw value
+_CHARSET_TAG = frozenset({0x00080005})
+
+
+@functools.lru_cache(maxsize=8192)
+def _key_vr(tag: int) -> str | None:
+    """The VR an implicit VR element is cached by: the dictionary's, for public tags only (as _leaf has it)."""
+    return None if (tag >> 16) & 1 else _dictionary_vr(tag)
 
 
 @functools.lru_cache(maxsize=64)
