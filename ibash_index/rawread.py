@@ -80,11 +80,23 @@ def parse_meta(data: bytes, size: int) -> Parsed:
         raise Unsupported("no preamble and DICM marker")
     reader = _Reader(data, size, implicit=False, defer=None)
     meta: list[Element] = []
-    pos = 132
-    while pos + 8 <= len(data) and data[pos : pos + 2] == b"\x02\x00":
-        element, pos = reader.element(pos, 0)
-        if meta and element.tag <= meta[-1].tag:
+    pos, avail, last = 132, len(data), -1
+    while pos + 8 <= avail:
+        group, elem, code, length = _EXPLICIT_CODE(data, pos)
+        if group != 2:
+            break
+        vr = _SHORT_VRS.get(code)
+        if vr is None:
+            element, pos = reader.element(pos, 0)
+        else:  # as in _Reader.dataset
+            start = pos + 8
+            pos = start + length
+            if pos > avail:
+                reader.need(pos)
+            element = _new(Element, (0x00020000 | elem, vr, length, start, pos, None))
+        if element.tag <= last:
             raise Unsupported("file meta elements out of order")
+        last = element.tag
         meta.append(element)
     if not meta or meta[0].vr is None:
         raise Unsupported("no file meta elements")
