@@ -12,6 +12,7 @@ it were whole (see `_inspect`).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import hashlib
@@ -25,6 +26,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, BinaryIO
 
 import pydicom
@@ -637,13 +639,24 @@ def _read(src: _Source, result: FileResult, options: ExtractOptions, path: bytes
     return _finish(result, walker, site, findings.warnings, [str(w.message) for w in caught])
 
 
-def _finish(result: FileResult, walker: _Rows, site: str | None, notes: list[str], messages: list[str]) -> FileResult:
-    """An indexed result: rows, header with the site, and the warnings (the structure's, then pydicom's)."""
+def _finish(
+    result: FileResult,
+    walker: _Rows,
+    site: str | None,
+    notes: list[str],
+    messages: list[str],
+    flagged: int | None = None,
+) -> FileResult:
+    """An indexed result: rows, header with the site, and the warnings (the structure's, then pydicom's).
+
+    `flagged`: the number of flagged rows, if the caller knows it (counted here otherwise).
+    """
     header = walker.header
     header["site"] = site
     result.status, result.header, result.rows = "indexed", header, walker.rows
     notes = list(notes)
-    flagged = sum(1 for row in walker.rows if row[14] is not None)
+    if flagged is None:
+        flagged = sum(1 for row in walker.rows if row[14] is not None)
     if flagged:
         notes.append(
             f"undecodable: {flagged} element{'s' if flagged > 1 else ''} could not be decoded "
@@ -713,7 +726,7 @@ def _extract_fast(
         walker.walk(top, None, None, 0, "")
         site = _fast_site(walker.rows[first:], path, root, options.site_from)
         messages = [str(w.message) for w in caught] + walker.messages
-    return _finish(result, walker, site, [], messages)
+    return _finish(result, walker, site, [], messages, flagged=0)  # the fast path flags nothing: it falls back
 
 
 def _implicit_vr(transfer_syntax: Any) -> bool:
@@ -744,10 +757,13 @@ def _fast_site(rows: list[tuple], path: bytes, root: str, site_from: str) -> str
     return None
 
 
+_TAG = itemgetter(0)  # of a rawread.Element
+
+
 class _Level:
     """One data set being walked: its elements, encoding, character set, and private creators."""
 
-    __slots__ = ("_by_tag", "_context", "creators", "early", "elements", "encoding", "implicit", "key", "top")
+    __slots__ = ("_context", "creators", "early", "elements", "encoding", "implicit", "key", "top")
 
     def __init__(self, elements: list[rawread.Element], implicit: bool, top: bool, encoding: Any) -> None:
         self.elements = elements
@@ -756,14 +772,14 @@ class _Level:
         self.encoding = encoding  # what pydicom decodes text with: str or list of Python encodings
         self.key = tuple(encoding) if isinstance(encoding, list) else encoding  # as _Walker._charset has it
         self.early: frozenset[int] = frozenset()  # tags pydicom converts while reading (see _FastWalker._leaf)
-        self._by_tag: dict[int, rawread.Element] | None = None
         self._context: Dataset | None = None
-        self.creators: dict[int, str] | None = None  # private creator tag -> text (see _FastWalker._creator)
+        self.creators: dict[int, str] = {}  # private creator tag -> text (see _FastWalker._creator)
 
     def find(self, tag: int) -> rawread.Element | None:
-        if self._by_tag is None:
-            self._by_tag = {e.tag: e for e in self.elements}
-        return self._by_tag.get(tag)
+        """The element with this tag: a binary search, rawread gives elements in tag order."""
+        elements = self.elements
+        i = bisect.bisect_left(elements, tag, key=_TAG)
+        return elements[i] if i < len(elements) and elements[i].tag == tag else None
 
     def context(self, walker: _FastWalker) -> Dataset:
         """A pydicom data set holding this level's private creators, for the private VR lookup."""
@@ -820,19 +836,23 @@ class _FastWalker(_Rows):
         append = rows.append
         header = self.header if depth == 0 else None
         charset = level.key
-        defer = self.defer if level.top else None
+        creators = level.creators
+        # values longer than this are left in the file (defer_size, top level only) or have no length
+        limit = UNDEFINED - 1 if self.defer is None or not level.top else min(self.defer, UNDEFINED - 1)
         implicit = level.implicit
         for element in level.elements:
             tag, vr, length, start, end, items = element
-            creator = self._creator(level, tag) if (tag >> 16) & 1 and (tag & 0xFFFF) >= 0x1000 else None
+            if tag & 0x10000 and tag & 0xF000:  # a private tag in a private block: (gggg,xx00) and on
+                creator = creators.get(tag & 0xFFFF0000 | (tag >> 8) & 0xFF)
+                if creator is None:
+                    creator = self._creator(level, tag)
+            else:
+                creator = None
             seq = len(rows)
             if items is None:
                 path = f"{prefix}{_path_name(tag)}" if depth else None
                 if (
-                    0 < length != UNDEFINED
-                    and (defer is None or length <= defer)
-                    and tag not in to_leaf
-                    and (vr if not implicit else _key_vr(tag)) in CACHED_VRS
+                    0 < length <= limit and tag not in to_leaf and (vr if not implicit else _key_vr(tag)) in CACHED_VRS
                 ):  # as _leaf: the key holds all that conversion depends on
                     known = _KNOWN_VALUES.get((tag, creator, vr, True, charset, data[start:end]))
                     if known is not None:
@@ -872,20 +892,13 @@ class _FastWalker(_Rows):
     def _creator(self, level: _Level, tag: int) -> str:
         """The private creator of a private tag, as `_private_creator` finds it in the same data set.
 
-        Kept per data set too: a private block has many elements. Its warnings are said once per
-        file then, which is all `_finish` keeps of them.
+        Kept in level.creators, where `walk` looks first: a private block has many elements. Its
+        warnings are said once per file then, which is all `_finish` keeps of them.
         """
         creator_tag = (tag >> 16) << 16 | (tag & 0xFFFF) >> 8
-        creators = level.creators
-        if creators is None:
-            creators = level.creators = {}
-        else:
-            text = creators.get(creator_tag)
-            if text is not None:
-                return text
         element = level.find(creator_tag)
         if element is None:
-            creators[creator_tag] = ""
+            level.creators[creator_tag] = ""
             return ""
         key = (element.vr, element.length, level.key, self._value(element))
         known = _CREATORS.get(key)
@@ -898,7 +911,7 @@ class _FastWalker(_Rows):
             _CREATORS[key] = known
         else:
             self.messages.extend(known[1])
-        creators[creator_tag] = known[0]
+        level.creators[creator_tag] = known[0]
         return known[0]
 
     def _value(self, element: rawread.Element) -> bytes | None:
