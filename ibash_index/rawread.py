@@ -15,6 +15,7 @@ element, an undefined length without its delimiter, a sequence item that is not 
 from __future__ import annotations
 
 import struct
+import sys
 from typing import NamedTuple
 
 import pydicom.datadict
@@ -151,8 +152,9 @@ class _Reader:
         elements: list[Element] = []
         append = elements.append
         last = -1
+        until = sys.maxsize if stop is None else stop
         while True:
-            if stop is not None and pos >= stop:
+            if pos >= until:
                 if pos != stop:
                     raise Unsupported("an element runs past the end of its item")
                 return elements, pos
