@@ -36,6 +36,7 @@ import pydicom.hooks
 import pydicom.misc
 import pydicom.uid
 import pydicom.valuerep
+import pydicom.values
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset
@@ -670,7 +671,8 @@ def _finish(
 
 
 # The fast path: rawread splits the file into element headers, values are converted by pydicom once
-# per distinct value. Files it does not read exactly as pydicom does go to `_read`.
+# per distinct value (or decoded by `_decode`, exactly as pydicom would, for common VRs). Files it
+# does not read exactly as pydicom does go to `_read`.
 # IBASH_INDEX_SLOW_READ=1 turns it off (every file is read by `_read`), for tests and debugging.
 FAST_READ = os.environ.get("IBASH_INDEX_SLOW_READ", "") != "1"
 FIRST_READ = 256 * 1024  # bytes read first; the rest only when the header goes on past them
@@ -1010,10 +1012,36 @@ _LUT_DESCRIPTORS = frozenset(getattr(pydicom.hooks, "_LUT_DESCRIPTOR_TAGS", (0x0
                                                                             0x00283002)))  # fmt: skip
 
 
+_CONVERTERS = {
+    **{vr: (pydicom.values.convert_numbers, unpack.format[1:]) for vr, unpack in _NUMBER_VRS.items()},
+    **dict.fromkeys(("OB", "OD", "OL"), pydicom.values.convert_OBvalue),
+    **dict.fromkeys(("OW", "OF"), pydicom.values.convert_OWvalue),
+    "CS": pydicom.values.convert_string,
+    "DA": pydicom.values.convert_DA_string,
+    "TM": pydicom.values.convert_TM_string,
+    "UI": pydicom.values.convert_UI,
+    "DS": pydicom.values.convert_DS_string,
+    "IS": pydicom.values.convert_IS_string,
+}  # what pydicom converts the VRs decoded here with, as _decode mirrors them
+_CONVERTERS_OF = itemgetter(*_CONVERTERS)
+_CONVERTER_VALUES = tuple(_CONVERTERS.values())
+
+
+# The pydicom releases whose conversions _decode was checked against (tests/test_decode.py): with
+# another one, pydicom converts every value until the tests have been run against it.
+_CHECKED_PYDICOM = pydicom.__version__.split(".")[:2] == ["3", "0"]
+
+
 def _direct_decoding() -> bool:
-    """Whether pydicom is set up as _decode assumes: default hooks, settings and converters."""
+    """Whether pydicom is set up as _decode assumes: a checked release, default hooks, settings and converters."""
+    if not _CHECKED_PYDICOM:
+        return False
     config = pydicom.config
     hooks = pydicom.hooks.hooks
+    try:
+        converters = _CONVERTERS_OF(pydicom.values.converters)
+    except KeyError:
+        return False
     return (
         config.settings.reading_validation_mode == config.WARN
         and config.data_element_callback is None
@@ -1021,6 +1049,7 @@ def _direct_decoding() -> bool:
         and hooks.raw_element_vr is pydicom.hooks.raw_element_vr
         and hooks.raw_element_value is pydicom.hooks.raw_element_value
         and not hooks.raw_element_kwargs
+        and converters == _CONVERTER_VALUES
     )
 
 
