@@ -12,24 +12,31 @@ it were whole (see `_inspect`).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import hashlib
+import math
 import os
 import re
 import stat
+import struct
 import sys
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, BinaryIO
 
 import pydicom
 import pydicom.charset
+import pydicom.config
+import pydicom.hooks
 import pydicom.misc
 import pydicom.uid
 import pydicom.valuerep
+import pydicom.values
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset
@@ -633,13 +640,24 @@ def _read(src: _Source, result: FileResult, options: ExtractOptions, path: bytes
     return _finish(result, walker, site, findings.warnings, [str(w.message) for w in caught])
 
 
-def _finish(result: FileResult, walker: _Rows, site: str | None, notes: list[str], messages: list[str]) -> FileResult:
-    """An indexed result: rows, header with the site, and the warnings (the structure's, then pydicom's)."""
+def _finish(
+    result: FileResult,
+    walker: _Rows,
+    site: str | None,
+    notes: list[str],
+    messages: list[str],
+    flagged: int | None = None,
+) -> FileResult:
+    """An indexed result: rows, header with the site, and the warnings (the structure's, then pydicom's).
+
+    `flagged`: the number of flagged rows, if the caller knows it (counted here otherwise).
+    """
     header = walker.header
     header["site"] = site
     result.status, result.header, result.rows = "indexed", header, walker.rows
     notes = list(notes)
-    flagged = sum(1 for row in walker.rows if row[14] is not None)
+    if flagged is None:
+        flagged = sum(1 for row in walker.rows if row[14] is not None)
     if flagged:
         notes.append(
             f"undecodable: {flagged} element{'s' if flagged > 1 else ''} could not be decoded "
@@ -653,7 +671,8 @@ def _finish(result: FileResult, walker: _Rows, site: str | None, notes: list[str
 
 
 # The fast path: rawread splits the file into element headers, values are converted by pydicom once
-# per distinct value. Files it does not read exactly as pydicom does go to `_read`.
+# per distinct value (or decoded by `_decode`, exactly as pydicom would, for common VRs). Files it
+# does not read exactly as pydicom does go to `_read`.
 # IBASH_INDEX_SLOW_READ=1 turns it off (every file is read by `_read`), for tests and debugging.
 FAST_READ = os.environ.get("IBASH_INDEX_SLOW_READ", "") != "1"
 FIRST_READ = 256 * 1024  # bytes read first; the rest only when the header goes on past them
@@ -709,7 +728,7 @@ def _extract_fast(
         walker.walk(top, None, None, 0, "")
         site = _fast_site(walker.rows[first:], path, root, options.site_from)
         messages = [str(w.message) for w in caught] + walker.messages
-    return _finish(result, walker, site, [], messages)
+    return _finish(result, walker, site, [], messages, flagged=0)  # the fast path flags nothing: it falls back
 
 
 def _implicit_vr(transfer_syntax: Any) -> bool:
@@ -740,10 +759,13 @@ def _fast_site(rows: list[tuple], path: bytes, root: str, site_from: str) -> str
     return None
 
 
+_TAG = itemgetter(0)  # of a rawread.Element
+
+
 class _Level:
     """One data set being walked: its elements, encoding, character set, and private creators."""
 
-    __slots__ = ("_by_tag", "_context", "early", "elements", "encoding", "implicit", "key", "top")
+    __slots__ = ("_context", "creators", "early", "elements", "encoding", "implicit", "key", "top")
 
     def __init__(self, elements: list[rawread.Element], implicit: bool, top: bool, encoding: Any) -> None:
         self.elements = elements
@@ -752,13 +774,14 @@ class _Level:
         self.encoding = encoding  # what pydicom decodes text with: str or list of Python encodings
         self.key = tuple(encoding) if isinstance(encoding, list) else encoding  # as _Walker._charset has it
         self.early: frozenset[int] = frozenset()  # tags pydicom converts while reading (see _FastWalker._leaf)
-        self._by_tag: dict[int, rawread.Element] | None = None
         self._context: Dataset | None = None
+        self.creators: dict[int, str] = {}  # private creator tag -> text (see _FastWalker._creator)
 
     def find(self, tag: int) -> rawread.Element | None:
-        if self._by_tag is None:
-            self._by_tag = {e.tag: e for e in self.elements}
-        return self._by_tag.get(tag)
+        """The element with this tag: a binary search, rawread gives elements in tag order."""
+        elements = self.elements
+        i = bisect.bisect_left(elements, tag, key=_TAG)
+        return elements[i] if i < len(elements) and elements[i].tag == tag else None
 
     def context(self, walker: _FastWalker) -> Dataset:
         """A pydicom data set holding this level's private creators, for the private VR lookup."""
@@ -781,31 +804,79 @@ class _FastWalker(_Rows):
         self.caught = caught  # the warnings pydicom gives while converting (the enclosing catch_warnings)
         self.messages: list[str] = []  # warnings of values converted for an earlier file, said again
         self.defer = pydicom.misc.size_in_bytes(options.defer_size)
+        self.direct = _direct_decoding()
 
     def transfer_syntax(self, meta: _Level) -> Any:
+        """The Transfer Syntax UID, converted by pydicom once per distinct raw value."""
         element = meta.find(0x00020010)
-        return None if element is None else self.convert(meta, element).value
+        if element is None:
+            return None
+        key = (element.vr, element.length, self._value(element))
+        known = _TRANSFER_SYNTAXES.get(key)
+        if known is None:
+            n = len(self.caught)
+            value = self.convert(meta, element).value
+            known = (value, tuple(str(w.message) for w in self.caught[n:]))
+            if len(_TRANSFER_SYNTAXES) >= 64:
+                _TRANSFER_SYNTAXES.clear()
+            _TRANSFER_SYNTAXES[key] = known
+        else:
+            self.messages.extend(known[1])
+        return known[0]
 
     def walk(self, level: _Level, parent: int | None, item: int | None, depth: int, prefix: str) -> None:
+        """Rows of a data set and, depth first, of its sequences' items.
+
+        Most elements are a text or number value met before (in this file or an earlier one):
+        their row is made here from the value cache; the rest go to `_leaf`. Names are bound
+        to locals since this loop runs once per element of every file.
+        """
         level.encoding, level.key = self._charset(level, level.encoding)
         early = level.early
+        to_leaf = early | _CHARSET_TAG  # rows _leaf makes: converted early, or cached without a character set
+        rows, data, messages = self.rows, self.data, self.messages
+        append = rows.append
+        header = self.header if depth == 0 else None
+        charset = level.key
+        creators = level.creators
+        # values longer than this are left in the file (defer_size, top level only) or have no length
+        limit = UNDEFINED - 1 if self.defer is None or not level.top else min(self.defer, UNDEFINED - 1)
+        implicit = level.implicit
         for element in level.elements:
-            tag = element.tag
-            creator = self._creator(level, tag) if (tag >> 16) & 1 and (tag & 0xFFFF) >= 0x1000 else None
+            tag, vr, length, start, end, items = element
+            if tag & 0x10000 and tag & 0xF000:  # a private tag in a private block: (gggg,xx00) and on
+                creator = creators.get(tag & 0xFFFF0000 | (tag >> 8) & 0xFF)
+                if creator is None:
+                    creator = self._creator(level, tag)
+            else:
+                creator = None
+            seq = len(rows)
+            if items is None:
+                path = f"{prefix}{_path_name(tag)}" if depth else None
+                if (
+                    0 < length <= limit and tag not in to_leaf and (vr if not implicit else _key_vr(tag)) in CACHED_VRS
+                ):  # as _leaf: the key holds all that conversion depends on
+                    known = _KNOWN_VALUES.get((tag, creator, vr, True, charset, data[start:end]))
+                    if known is not None:
+                        known_vr, vm, text, number, said = known
+                        if said:
+                            messages.extend(said)
+                        append((seq, parent, item, depth, tag, creator, known_vr, vm, text, number, length, None, None,
+                                path, None))  # fmt: skip
+                        if header is not None and tag in HIERARCHY_TAGS:
+                            header[HIERARCHY_TAGS[tag]] = number if number is not None and tag in NUMBER_TAGS else text
+                        continue
+                self._keep(self._leaf(level, element, (seq, parent, item, depth, tag, creator), path, tag in early))
+                continue
             name = _path_name(tag)
             path = f"{prefix}{name}" if depth else None
-            seq = len(self.rows)
-            items = element.items
-            if items is None:
-                where = (seq, parent, item, depth, tag, creator)
-                self._keep(self._leaf(level, element, where, path, tag in early))
-                continue
-            length = None if element.length == UNDEFINED else element.length  # pydicom keeps no raw element then
+            length = None if length == UNDEFINED else length  # pydicom keeps no raw element then
             if length is not None:  # pydicom converts Pixel Representation when it converts such a sequence
                 early = early | {0x00280103}
+                to_leaf = early | _CHARSET_TAG
             self._keep(_sequence_row(seq, parent, item, depth, tag, creator, len(items), length, path))
             for i, child in enumerate(items):
-                child_level = _Level(child, level.implicit, False, level.encoding)
+                child_level = _Level(child, implicit, False, level.encoding)
                 self.walk(child_level, seq, i, depth + 1, f"{prefix}{name}[{i}].")
 
     def _charset(self, level: _Level, inherited: Any) -> tuple[Any, Any]:
@@ -821,12 +892,17 @@ class _FastWalker(_Rows):
         return inherited, tuple(inherited) if isinstance(inherited, list) else inherited
 
     def _creator(self, level: _Level, tag: int) -> str:
-        """The private creator of a private tag, as `_private_creator` finds it in the same data set."""
-        element = level.find((tag >> 16) << 16 | (tag & 0xFFFF) >> 8)
+        """The private creator of a private tag, as `_private_creator` finds it in the same data set.
+
+        Kept in level.creators, where `walk` looks first: a private block has many elements. Its
+        warnings are said once per file then, which is all `_finish` keeps of them.
+        """
+        creator_tag = (tag >> 16) << 16 | (tag & 0xFFFF) >> 8
+        element = level.find(creator_tag)
         if element is None:
+            level.creators[creator_tag] = ""
             return ""
-        raw = self.raw(level, element)
-        key = (element.vr, element.length, level.key, raw.value)
+        key = (element.vr, element.length, level.key, self._value(element))
         known = _CREATORS.get(key)
         if known is None:
             n = len(self.caught)
@@ -837,11 +913,16 @@ class _FastWalker(_Rows):
             _CREATORS[key] = known
         else:
             self.messages.extend(known[1])
+        level.creators[creator_tag] = known[0]
         return known[0]
+
+    def _value(self, element: rawread.Element) -> bytes | None:
+        """The raw value pydicom's reader keeps for this element."""
+        return self.data[element.start : element.end] if element.length else empty_value_for_VR(element.vr, raw=True)
 
     def raw(self, level: _Level, element: rawread.Element) -> RawDataElement:
         """The RawDataElement pydicom's reader makes of this element (values always read)."""
-        value = self.data[element.start : element.end] if element.length else empty_value_for_VR(element.vr, raw=True)
+        value = self._value(element)
         return RawDataElement(
             BaseTag(element.tag), element.vr, element.length, value, element.start, level.implicit, True
         )
@@ -884,11 +965,18 @@ class _FastWalker(_Rows):
             if known is not None:
                 self.messages.extend(known[4])
                 return _known_row(known, seq, parent, item, depth, tag, creator, row_length, path)
+            known = _decode(key_vr, tag, value) if self.direct else None
+            if known is not None:
+                _keep_known(key, known)
+                return _known_row(known, seq, parent, item, depth, tag, creator, row_length, path)
             n = len(self.caught)
             elem = self.convert(level, element)
             if elem.VR in CACHED_VRS:
                 known = _remember(key, elem, tuple(str(w.message) for w in self.caught[n:]))
                 return _known_row(known, seq, parent, item, depth, tag, creator, row_length, path)
+        elif value and key_vr in _PLAIN_BINARY_VRS and self.direct and length != UNDEFINED:
+            # what pydicom's conversion gives: the bytes as they are (see _value_row)
+            return _raw_row(key_vr, length, value, None, where, path, self.options.max_blob)
         else:
             elem = self.convert(level, element)
         row_length = None if early else length
@@ -896,6 +984,116 @@ class _FastWalker(_Rows):
 
 
 _CREATORS: dict[tuple, tuple[str, tuple[str, ...]]] = {}  # private creator text and warnings, per raw value
+_TRANSFER_SYNTAXES: dict[tuple, tuple[Any, tuple[str, ...]]] = {}  # converted value and warnings, per raw value
+_CHARSET_TAG = frozenset({0x00080005})
+
+
+@functools.lru_cache(maxsize=8192)
+def _key_vr(tag: int) -> str | None:
+    """The VR an implicit VR element is cached by: the dictionary's, for public tags only (as _leaf has it)."""
+    return None if (tag >> 16) & 1 else _dictionary_vr(tag)
+
+
+# Direct decoding. pydicom takes 10 to 20 µs to convert one value, and the values that are new in
+# each file (UIDs, times, positions, counts) are most of the fast path's conversions. These VRs
+# are decoded here on a cache miss, giving what _remember gives from pydicom's value, for values
+# that pydicom converts simply and without a warning: numbers whose length fits their size, and
+# text whose every value passes pydicom's own validation (a stricter pattern here, never a looser
+# one). Anything else (padding inside a value, a long DS, an invalid UID, a LUT descriptor, a
+# non-default pydicom setting or hook) is converted by pydicom as before.
+_NUMBER_VRS = {vr: struct.Struct("<" + code) for vr, code in
+               {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}.items()}  # fmt: skip
+_STRING_VRS = frozenset({"CS", "DA", "TM"})  # convert_string: no validation, padding stripped at the end
+_PLAIN_BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL"})  # converted to the raw bytes
+_UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*").fullmatch  # pydicom's UI pattern
+_DS = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?").fullmatch  # DS, without spaces
+_IS = re.compile(r"[+-]?[0-9]+").fullmatch  # IS, without spaces
+_LUT_DESCRIPTORS = frozenset(getattr(pydicom.hooks, "_LUT_DESCRIPTOR_TAGS", (0x00281101, 0x00281102, 0x00281103,
+                                                                            0x00283002)))  # fmt: skip
+
+
+_CONVERTERS = {
+    **{vr: (pydicom.values.convert_numbers, unpack.format[1:]) for vr, unpack in _NUMBER_VRS.items()},
+    **dict.fromkeys(("OB", "OD", "OL"), pydicom.values.convert_OBvalue),
+    **dict.fromkeys(("OW", "OF"), pydicom.values.convert_OWvalue),
+    "CS": pydicom.values.convert_string,
+    "DA": pydicom.values.convert_DA_string,
+    "TM": pydicom.values.convert_TM_string,
+    "UI": pydicom.values.convert_UI,
+    "DS": pydicom.values.convert_DS_string,
+    "IS": pydicom.values.convert_IS_string,
+}  # what pydicom converts the VRs decoded here with, as _decode mirrors them
+_CONVERTERS_OF = itemgetter(*_CONVERTERS)
+_CONVERTER_VALUES = tuple(_CONVERTERS.values())
+
+
+# The pydicom releases whose conversions _decode was checked against (tests/test_decode.py): with
+# another one, pydicom converts every value until the tests have been run against it.
+_CHECKED_PYDICOM = pydicom.__version__.split(".")[:2] == ["3", "0"]
+
+
+def _direct_decoding() -> bool:
+    """Whether pydicom is set up as _decode assumes: a checked release, default hooks, settings and converters."""
+    if not _CHECKED_PYDICOM:
+        return False
+    config = pydicom.config
+    hooks = pydicom.hooks.hooks
+    try:
+        converters = _CONVERTERS_OF(pydicom.values.converters)
+    except KeyError:
+        return False
+    return (
+        config.settings.reading_validation_mode == config.WARN
+        and config.data_element_callback is None
+        and not (config.datetime_conversion or config.use_DS_decimal or config.use_DS_numpy or config.use_IS_numpy)
+        and hooks.raw_element_vr is pydicom.hooks.raw_element_vr
+        and hooks.raw_element_value is pydicom.hooks.raw_element_value
+        and not hooks.raw_element_kwargs
+        and converters == _CONVERTER_VALUES
+    )
+
+
+def _decode(vr: str | None, tag: int, value: bytes) -> tuple | None:
+    """(vr, vm, text, number, warnings) of a raw value as _remember has it from pydicom, or None: ask pydicom.
+
+    `value` is not empty. Mirrors pydicom 3's convert_numbers, convert_string, convert_UI,
+    convert_DS_string and convert_IS_string with the default settings, and DataElement.VM.
+    """
+    unpack = _NUMBER_VRS.get(vr)  # type: ignore[arg-type]
+    if unpack is not None:
+        count, rest = divmod(len(value), unpack.size)
+        if rest or tag in _LUT_DESCRIPTORS:
+            return None
+        if count == 1:
+            number = unpack.unpack(value)[0]
+            return (vr, 1, str(number), float(number), ())
+        numbers = struct.unpack(f"<{count}{unpack.format[1:]}", value)
+        return (vr, count, "\\".join(map(str, numbers)), None, ())
+    if vr in _STRING_VRS:
+        text = value.decode(default_encoding).rstrip(" \x00")
+        return (vr, text.count("\\") + 1 if text else 0, text, None, ())
+    if vr == "UI":
+        text = value.decode(default_encoding).rstrip(" \x00")
+        items = text.split("\\")
+        for item in items:
+            if len(item) > 64 or not _UID(item):
+                return None
+        return (vr, len(items), text, None, ())
+    if vr == "DS":
+        text = value.decode(default_encoding).strip().rstrip(" \x00")
+        items = text.split("\\")
+        for item in items:
+            if len(item) > 16 or not _DS(item) or not math.isfinite(float(item)):
+                return None
+        return (vr, len(items), text, float(text) if len(items) == 1 else None, ())
+    if vr == "IS":
+        text = value.decode(default_encoding).rstrip(" \x00")
+        items = text.split("\\")
+        for item in items:
+            if len(item) > 12 or not _IS(item):
+                return None
+        return (vr, len(items), text, float(int(text)) if len(items) == 1 else None, ())
+    return None
 
 
 @functools.lru_cache(maxsize=64)

@@ -15,6 +15,7 @@ element, an undefined length without its delimiter, a sequence item that is not 
 from __future__ import annotations
 
 import struct
+import sys
 from typing import NamedTuple
 
 import pydicom.datadict
@@ -28,9 +29,16 @@ MAX_NESTING = 32  # sequence levels read here; deeper files go to pydicom (and i
 
 _VRS = {vr.value.encode(): vr.value for vr in VR if len(vr.value) == 2}
 _LONG_VRS = frozenset(v.encode() for v in EXPLICIT_VR_LENGTH_32)
+# The VRs with a 2-byte length, keyed by their two bytes read as one little endian number: the
+# data set loop reads a whole header with one unpack and handles these elements inline.
+_SHORT_VRS = {int.from_bytes(raw, "little"): vr for raw, vr in _VRS.items() if raw not in _LONG_VRS}
 _EXPLICIT = struct.Struct("<HH2sH").unpack_from
+_EXPLICIT_CODE = struct.Struct("<HHHH").unpack_from
 _IMPLICIT = struct.Struct("<HHL").unpack_from
 _LENGTH = struct.Struct("<L").unpack_from
+
+
+_new = tuple.__new__
 
 
 class Unsupported(Exception):
@@ -73,11 +81,23 @@ def parse_meta(data: bytes, size: int) -> Parsed:
         raise Unsupported("no preamble and DICM marker")
     reader = _Reader(data, size, implicit=False, defer=None)
     meta: list[Element] = []
-    pos = 132
-    while pos + 8 <= len(data) and data[pos : pos + 2] == b"\x02\x00":
-        element, pos = reader.element(pos, 0)
-        if meta and element.tag <= meta[-1].tag:
+    pos, avail, last = 132, len(data), -1
+    while pos + 8 <= avail:
+        group, elem, code, length = _EXPLICIT_CODE(data, pos)
+        if group != 2:
+            break
+        vr = _SHORT_VRS.get(code)
+        if vr is None:
+            element, pos = reader.element(pos, 0)
+        else:  # as in _Reader.dataset
+            start = pos + 8
+            pos = start + length
+            if pos > avail:
+                reader.need(pos)
+            element = _new(Element, (0x00020000 | elem, vr, length, start, pos, None))
+        if element.tag <= last:
             raise Unsupported("file meta elements out of order")
+        last = element.tag
         meta.append(element)
     if not meta or meta[0].vr is None:
         raise Unsupported("no file meta elements")
@@ -119,28 +139,64 @@ class _Reader:
             raise NeedMore(end)
 
     def dataset(self, pos: int, stop: int | None, depth: int, top: bool = False) -> tuple[list[Element], int]:
-        """Elements from `pos` up to `stop` (None: up to an item delimiter, which is consumed)."""
+        """Elements from `pos` up to `stop` (None: up to an item delimiter, which is consumed).
+
+        The common element (not a sequence, a defined length, and in explicit VR a VR with a
+        2-byte length) is read here in one unpack; the others go to `element`. Element is built
+        with tuple.__new__: the NamedTuple constructor costs a Python call per element.
+        """
         if depth > MAX_NESTING:
             raise Unsupported("nested too deep")
+        data, implicit = self.data, self.implicit
+        avail = len(data)
         elements: list[Element] = []
+        append = elements.append
         last = -1
+        until = sys.maxsize if stop is None else stop
         while True:
-            if stop is not None and pos >= stop:
+            if pos >= until:
                 if pos != stop:
                     raise Unsupported("an element runs past the end of its item")
                 return elements, pos
-            self.need(pos + 8)
-            if stop is None and self.data[pos : pos + 4] == b"\xfe\xff\x0d\xe0":
-                return elements, pos + 8
-            if not elements and not top and not self.implicit:
-                vr = self.data[pos + 4 : pos + 6]
-                if not (0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B):
-                    raise Unsupported("an item of an explicit VR data set looks implicit")  # pydicom switches
-            element, pos = self.element(pos, depth, top)
-            if element.tag <= last:
+            if pos + 8 > avail:
+                self.need(pos + 8)
+            if implicit:
+                group, elem, length = _IMPLICIT(data, pos)
+                vr = None
+            else:
+                group, elem, code, length = _EXPLICIT_CODE(data, pos)
+                vr = _SHORT_VRS.get(code)
+            if group == 0xFFFE:
+                if stop is None and elem == 0xE00D:
+                    return elements, pos + 8
+                raise Unsupported("an item or delimiter tag among the elements")
+            tag = group << 16 | elem
+            if tag <= last:
                 raise Unsupported("elements out of order or repeated")
-            last = element.tag
-            elements.append(element)
+            last = tag
+            if implicit:
+                vr_of_tag = _DICTIONARY_VRS.get(tag, _MISSING)
+                if vr_of_tag is _MISSING:
+                    vr_of_tag = _dictionary_vr(tag)
+                inline = length != UNDEFINED and vr_of_tag != "SQ"
+            else:
+                inline = vr is not None
+            if inline:
+                start = pos + 8
+                pos = start + length
+                if pos > avail:
+                    self._need_value(tag, length, pos, top)
+                append(_new(Element, (tag, vr, length, start, pos, None)))
+            else:
+                element, pos = self.element(pos, depth, top)
+                append(element)
+
+    def _need_value(self, tag: int, length: int, end: int, top: bool) -> None:
+        """A value that ends past the bytes read so far: fine only for pixel data left in the file."""
+        if end > self.size:
+            raise Unsupported("a value runs past the end of the file")
+        if not (top and self.defer is not None and length > self.defer and tag in _PIXEL_TAGS):
+            raise NeedMore(end)
 
     def element(self, pos: int, depth: int, top: bool = False) -> tuple[Element, int]:
         data = self.data
