@@ -6,6 +6,13 @@ few microseconds a row, all on one core). Instead each worker appends its rows t
 of its own with `executemany` (in parallel with the other workers) and sends back only where
 they are; the writer then copies a whole batch with `INSERT ... SELECT` inside SQLite.
 
+Binding costs about the same for every parameter, NULL or not, so a spooled row binds as few as
+it can: most bind six (rowid, code, vm, value, number, length). seq is a row's place in its
+file's rowid range; depth, tag, creator and VR are a small code from the spool's `codes` table
+(which the writer maps to tag ids once, so its copy joins one integer, not text); the columns
+most rows leave NULL are bound only by the rows that have them. Rows live in one table,
+whatever they bind, so the copy is one plain range scan.
+
 A spool is plain scratch: WAL, no fsync, removed when the build ends. Rows of a file whose
 result never reached the writer (a worker killed mid-file) are simply never copied. The files
 hold patient data like the index itself, so the folder is private (0700) and sits beside the
@@ -21,13 +28,13 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -40,58 +47,112 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
+    update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.schema import CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
 
 from .schema import elements, tags
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
+
     from .outcome import FileResult
 
 MAX_SLOTS = 8  # SQLite attaches at most 10 databases to one connection; workers beyond this share slots
-SCHEMA = "spool"  # a placeholder: copy_sql() names each attached slot instead
+SCHEMA = "spool"  # a placeholder: the writer's statements name each attached slot instead
 
 _metadata = MetaData()
-# The element row of outcome.ROW_FIELDS, plus `n` (the rowid) that results point at.
+# Element rows: one file's take rowids first..last, in ROW_FIELDS order, so seq is a row's place in that range.
 spooled = Table(
     "rows",
     _metadata,
     Column("n", Integer, primary_key=True),
-    Column("seq", Integer),
-    Column("parent_seq", Integer),
-    Column("item", Integer),
-    Column("depth", Integer),
-    Column("tag", Integer),
-    Column("private_creator", Text),
-    Column("vr", Text),
+    Column("code", Integer),  # -> codes: depth, tag, private_creator, vr
     Column("vm", Integer),
     Column("value", Text),
     Column("number", Float),
     Column("length", Integer),
+    # The columns most rows leave NULL, bound only for the rows that have them (in sequences, binary, flagged).
+    Column("seq", Integer),  # only where it is not the row's place (readers number rows in order)
+    Column("parent_seq", Integer),
+    Column("item", Integer),
     Column("hash", Text),
     Column("data", LargeBinary),
     Column("element_path", Text),
     Column("flag", Text),
     schema=SCHEMA,
 )
-_local = spooled.to_metadata(MetaData(), schema=None)  # the same table, as a worker sees its own file
-_CREATE = str(CreateTable(_local, if_not_exists=True).compile(dialect=sqlite.dialect()))
-_INSERT = str(insert(_local).compile(dialect=sqlite.dialect(), column_keys=[c.name for c in _local.columns][1:]))
+# What many rows share, once per spool under a small integer code.
+codes = Table(
+    "codes",
+    _metadata,
+    Column("code", Integer, primary_key=True),
+    Column("depth", Integer),
+    Column("tag", Integer),
+    Column("private_creator", Text),
+    Column("vr", Text),
+    schema=SCHEMA,
+)
 CHUNK = 32  # rows per INSERT statement
-_ONE_ROW = _INSERT[_INSERT.index(" VALUES ") + len(" VALUES ") :]  # "(?, ?, ...)"
-_INSERT_CHUNK = _INSERT.replace(_ONE_ROW, ", ".join([_ONE_ROW] * CHUNK))
-_LAST = str(select(func.max(_local.c.n)).compile(dialect=sqlite.dialect()))
-_DELETE = str(
-    delete(_local).where(_local.c.n.between(bindparam("a"), bindparam("b"))).compile(dialect=sqlite.dialect())
-)
-_READ = str(
-    select(*_local.columns[1:])
-    .where(_local.c.n.between(bindparam("a"), bindparam("b")))
-    .order_by(_local.c.n)
-    .compile(dialect=sqlite.dialect())
-)
 RELEASE_ROWS = 500_000  # copied rows a spool collects before they are deleted: few lock waits, a bounded file
+
+
+def _local(table: Table) -> Table:
+    """The table as a worker sees its own file (no schema)."""
+    return table.to_metadata(MetaData(), schema=None)
+
+
+def _sql(statement: Any, **kwargs: Any) -> str:
+    return str(statement.compile(dialect=sqlite.dialect(**kwargs)))
+
+
+def _inserts(table: Table, columns: int) -> tuple[str, str, int]:
+    """INSERTs of the first `columns` columns: of one row, and of CHUNK rows; and that width."""
+    keys = [c.name for c in table.columns][:columns]
+    one = str(insert(table).compile(dialect=sqlite.dialect(), column_keys=keys))
+    values = one[one.index(" VALUES ") + len(" VALUES ") :]  # "(?, ?, ...)"
+    return one, one.replace(values, ", ".join([values] * CHUNK)), columns
+
+
+_rows, _codes = _local(spooled), _local(codes)
+_CREATE = [_sql(CreateTable(t, if_not_exists=True)) for t in (_rows, _codes)]
+_PLAIN = _inserts(_rows, 6)  # n, code, vm, value, number, length
+_FULL = _inserts(_rows, len(_rows.columns))
+_INSERT_CODE = _sql(insert(_codes))
+_CODES_AFTER = _sql(select(*_codes.columns).where(_codes.c.code > bindparam("after")))
+_LAST = _sql(select(func.max(_rows.c.n)))
+_DELETE = _sql(delete(_rows).where(_rows.c.n.between(bindparam("a"), bindparam("b"))))
+
+
+def _row_query(r: Table, c: Table, tag: list[Any], lead: list[Any]) -> Select:
+    """One file's rows in ROW_FIELDS order after `lead`, tag columns `tag` from c (a codes table); :first, :last."""
+    first = bindparam("first", type_=Integer)
+    return (
+        select(
+            *lead,
+            func.coalesce(r.c.seq, r.c.n - first),
+            r.c.parent_seq,
+            r.c.item,
+            c.c.depth,
+            *tag,
+            c.c.vr,
+            r.c.vm,
+            r.c.value,
+            r.c.number,
+            r.c.length,
+            r.c.hash,
+            r.c.data,
+            r.c.element_path,
+            r.c.flag,
+        )
+        .select_from(r.outerjoin(c, c.c.code == r.c.code))  # outer: the rowid range drives the loop
+        .where(r.c.n.between(first, bindparam("last", type_=Integer)))
+        .order_by(r.c.n)
+    )
+
+
+_READ = _sql(_row_query(_rows, _codes, [_codes.c.tag, _codes.c.private_creator], []), paramstyle="named")
 
 
 @dataclass(frozen=True)
@@ -120,51 +181,113 @@ def _open(path: str) -> sqlite3.Connection:
 
 
 class SpoolWriter:
-    """A worker's end: append one file's rows in one transaction, return where they are."""
+    """A worker's end: append one file's rows in one transaction, return where they are.
+
+    Binding a parameter costs about as much as anything else a row does, so most rows bind six:
+    rowid, code, vm, value, number, length. seq is a row's place in its rowid range; the columns
+    most rows leave NULL are bound only for the rows that have them.
+    """
 
     def __init__(self, path: str, slot: int) -> None:
         self.slot = slot
         self.conn = _open(path)
         self.seen: set[tuple[int, str]] = set()  # (tag, creator) keys already reported to the writer
+        self.unreported: set[tuple[int, str]] = set()  # keys of rows put since take() last reported
+        # Codes of (depth, tag, creator, vr) keys: those this writer's rows have used (their tag keys are in
+        # seen), and every one read from or added to the spool (a shared slot's are other workers' too).
+        self._used: dict[tuple, int] = {}
+        self._codes: dict[tuple, int] = {}
+        self._loaded = 0  # the highest of them: codes are numbered 1, 2, ... under the spool's write lock
 
     def take(self, result: FileResult) -> None:
         """Move a result's rows into the spool, and tell the writer which tag keys it has not been told of."""
         if not result.rows:
             return
-        keys = {(row[4], row[5] or "") for row in result.rows}
         try:
             result.spooled = self.put(result.rows)
         except (sqlite3.Error, OSError) as exc:  # the disk beside the database, most likely full
             result.status, result.header = "error", {}
             result.reason = f"cannot spool: writing its rows to the scratch folder failed ({exc})"
         else:
-            result.new_tags = sorted(keys - self.seen)
-            self.seen |= keys
+            result.new_tags = sorted(self.unreported)
+            self.unreported.clear()
         result.rows = []
 
     def put(self, rows: list[tuple]) -> Spooled | None:
         if not rows:
             return None
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")  # slots shared by several workers: the range must be ours alone
+        conn, used = self.conn, self._used
+        new: list[tuple[int, str]] = []  # tag keys first used here
+        conn.execute("BEGIN IMMEDIATE")  # slots shared by several workers: the range and codes must be ours alone
         try:
             first = (conn.execute(_LAST).fetchone()[0] or 0) + 1
-            whole = len(rows) - len(rows) % CHUNK
-            if whole:  # several rows per statement: fewer statement steps, in the order given (rowids ascend)
-                conn.executemany(
-                    _INSERT_CHUNK, [list(chain.from_iterable(rows[i : i + CHUNK])) for i in range(0, whole, CHUNK)]
-                )
-            conn.executemany(_INSERT, rows[whole:])
-            last = first + len(rows) - 1  # SQLite gives each new row max(rowid) + 1; the copy checks the count
+            plain: list = []  # n, code, vm, value, number, length of the rows with nothing else, one after another
+            full: list = []  # every column of the others
+            for i, row in enumerate(rows):
+                seq, parent, item, depth, tag, creator, vr, vm, value, number, length, hash_, data, path, flag = row
+                code = used.get((depth, tag, creator, vr))
+                if code is None:
+                    code = self._use((depth, tag, creator, vr), new)
+                if (
+                    parent is None
+                    and path is None
+                    and hash_ is None
+                    and data is None
+                    and flag is None
+                    and item is None
+                    and seq == i
+                ):
+                    plain += (first + i, code, vm, value, number, length)
+                else:
+                    seq = None if seq == i else seq
+                    full += (first + i, code, vm, value, number, length, seq, parent, item, hash_, data, path, flag)
+            _insert(conn, _PLAIN, plain)
+            _insert(conn, _FULL, full)
+            last = first + len(rows) - 1
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            self.seen.difference_update(new)  # not reported after all
+            self._used.clear()  # codes added by this transaction are gone: learn them again from the spool
+            self._codes.clear()
+            self._loaded = 0
             raise
+        self.unreported.update(new)
         return Spooled(self.slot, first, last)
+
+    def _use(self, key: tuple, new: list[tuple[int, str]]) -> int:
+        """The code of a key this writer has not used yet: one the spool has (another worker's), else a new one."""
+        code = self._codes.get(key)
+        if code is None:
+            for known, *rest in self.conn.execute(_CODES_AFTER, (self._loaded,)):
+                self._codes[tuple(rest)] = known
+                self._loaded = max(self._loaded, known)
+            code = self._codes.get(key)
+        if code is None:
+            code = self._loaded + 1
+            self.conn.execute(_INSERT_CODE, (code, *key))
+            self._codes[key] = self._loaded = code
+        self._used[key] = code
+        tag_key = (key[1], key[2] or "")
+        if tag_key not in self.seen:
+            self.seen.add(tag_key)
+            new.append(tag_key)
+        return code
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _insert(conn: sqlite3.Connection, statements: tuple[str, str, int], values: list) -> None:
+    """Rows given one after another in `values`, CHUNK to a statement: fewer statement steps."""
+    one, chunk, width = statements
+    step = CHUNK * width
+    whole = len(values) - len(values) % step
+    if whole:
+        conn.executemany(chunk, [values[j : j + step] for j in range(0, whole, step)])
+    if whole < len(values):
+        conn.executemany(one, [values[j : j + width] for j in range(whole, len(values), width)])
 
 
 class Spools:
@@ -177,7 +300,8 @@ class Spools:
         self._copied: list[Spooled] = []
         for path in self.paths:  # created here, so the writer can attach them before any worker starts
             conn = _open(path)
-            conn.execute(_CREATE)
+            for create in _CREATE:
+                conn.execute(create)
             conn.close()
 
     def __getstate__(self) -> dict:
@@ -190,6 +314,7 @@ class Spools:
         """Delete rows the index now holds, once enough have been copied, so spools stay small however large the build.
 
         Rarely and in merged ranges: each delete takes the spool's write lock, which its worker then waits for.
+        Codes stay: there are few, and rows yet to come use them.
         """
         self._copied.extend(copied)
         if sum(where.count for where in self._copied) < RELEASE_ROWS:
@@ -227,38 +352,52 @@ class Spools:
 
     def read(self, where: Spooled) -> list[tuple]:
         """One file's rows, as the reader made them (for databases that cannot attach a spool)."""
-        return self._conn(where.slot).execute(_READ, (where.first, where.last)).fetchall()
+        return self._conn(where.slot).execute(_READ, {"first": where.first, "last": where.last}).fetchall()
 
 
-def copy_sql(slot: int) -> str:
-    """INSERT INTO elements SELECT ... one file's rows from an attached slot, tag ids joined in (named params)."""
-    r = spooled.to_metadata(MetaData(), schema=slot_alias(slot))
-    creator = func.coalesce(r.c.private_creator, literal_column("''"))
-    source = r.outerjoin(tags, and_(tags.c.tag == r.c.tag, tags.c.private_creator == creator))
-    query = (
-        select(
-            bindparam("instance_id", type_=Integer),
-            r.c.seq,
-            r.c.parent_seq,
-            r.c.item,
-            r.c.depth,
-            tags.c.id,
-            r.c.vr,
-            r.c.vm,
-            r.c.value,
-            r.c.number,
-            r.c.length,
-            r.c.hash,
-            r.c.data,
-            r.c.element_path,
-            r.c.flag,
-        )
-        .select_from(source)
-        .where(r.c.n.between(bindparam("first"), bindparam("last")))
-        .order_by(r.c.n)
+@dataclass(frozen=True)
+class SlotSQL:
+    """The writer's statements for one attached slot (SQLite).
+
+    The writer keeps a map from the slot's codes to tag ids in a temporary table of its own
+    connection, so the copy joins one integer per row, not (tag, creator) text. The map is
+    written inside the writer's transaction and so is rolled back with it.
+    """
+
+    setup: list[str]  # once, after attaching: create the empty map
+    sync: list[str]  # before each copy: map codes added since, and codes whose tag rows now exist
+    copy: str  # INSERT INTO elements SELECT ... one file's rows (named params instance_id, first, last)
+
+
+def slot_sql(slot: int) -> SlotSQL:
+    alias = slot_alias(slot)
+    r, c = (t.to_metadata(MetaData(), schema=alias) for t in (spooled, codes))
+    m = Table(
+        f"{alias}_codes",
+        MetaData(),
+        Column("code", Integer, primary_key=True),
+        Column("depth", Integer),
+        Column("tag_id", Integer),  # NULL until the writer has made the tag row (copying a row then fails)
+        Column("vr", Text),
+        schema="temp",
     )
-    statement = insert(elements).from_select([c.name for c in elements.columns], query)
-    return str(statement.compile(dialect=sqlite.dialect(paramstyle="named")))
+    unmapped = Index(f"{alias}_codes_unmapped", m.c.code, sqlite_where=m.c.tag_id.is_(None))
+    creator = func.coalesce(c.c.private_creator, literal_column("''"))
+    tag_of = and_(tags.c.tag == c.c.tag, tags.c.private_creator == creator)
+    added = (
+        select(c.c.code, c.c.depth, tags.c.id, c.c.vr)
+        .select_from(c.outerjoin(tags, tag_of))
+        .where(c.c.code > select(func.coalesce(func.max(m.c.code), literal_column("0"))).scalar_subquery())
+    )
+    tag_id = select(tags.c.id).select_from(c.join(tags, tag_of)).where(c.c.code == m.c.code).scalar_subquery()
+    resolve = update(m).where(m.c.tag_id.is_(None)).values(tag_id=tag_id)
+    query = _row_query(r, m, [m.c.tag_id], [bindparam("instance_id", type_=Integer)])
+    copy = insert(elements).from_select([col.name for col in elements.columns], query)
+    return SlotSQL(
+        setup=[_sql(DropTable(m, if_exists=True)), _sql(CreateTable(m)), _sql(CreateIndex(unmapped))],
+        sync=[_sql(insert(m).from_select(["code", "depth", "tag_id", "vr"], added)), _sql(resolve)],
+        copy=_sql(copy, paramstyle="named"),
+    )
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from . import migrate, summaries
 from .errors import BuildLocked, IbashError, NotAnIndex
 from .reports import install_reports
 from .schema import elements, files, instances, series, studies, tags
-from .spool import Spooled, Spools, copy_sql, slot_alias
+from .spool import Spooled, Spools, slot_alias, slot_sql
 
 if TYPE_CHECKING:  # pydicom (through extract) is imported only by what reads files: reports start faster
     from .outcome import FileResult
@@ -292,10 +292,12 @@ class Writer:
         self._attached: Connection | None = None  # SQLite: one connection with every spool attached
         if spools is not None and not self.postgres:
             self._attached = engine.connect()
+            self._slot_sql = [slot_sql(slot) for slot in range(len(spools.paths))]
             for slot, path in enumerate(spools.paths):
                 self._attached.exec_driver_sql(f"ATTACH DATABASE ? AS {slot_alias(slot)}", (path,))
+                for statement in self._slot_sql[slot].setup:  # its codes -> tag ids map, a temporary table
+                    self._attached.exec_driver_sql(statement)
             self._attached.commit()
-            self._copy_sql = [copy_sql(slot) for slot in range(len(spools.paths))]
         with engine.connect() as conn:
             self._load_tags(conn)
 
@@ -418,7 +420,9 @@ class Writer:
                     self._insert_elements(conn, rows)
                 continue
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            cursor.executemany(self._copy_sql[slot], copies)
+            for statement in self._slot_sql[slot].sync:  # the codes these rows use, mapped to the tag rows just made
+                cursor.execute(statement)
+            cursor.executemany(self._slot_sql[slot].copy, copies)
             expected = sum(f["last"] - f["first"] + 1 for f in copies)
             if cursor.rowcount != expected:  # the batch rolls back: nothing half-copied is kept
                 raise IbashError(f"internal error: {cursor.rowcount} element rows copied from a spool, not {expected}")
