@@ -26,7 +26,7 @@ from .outcome import ExtractOptions, FileResult
 from .spool import Spools, SpoolWriter
 from .tally import Profile, Tally
 
-BATCH = 8
+BATCH = 32
 STARTUP_FAILURES = 3  # workers in a row that die before they are ready: give up, it is not the files
 STARTUP_TIMEOUT = 120.0  # seconds a new worker may take to import and say it is ready
 _EXITING = "exiting"

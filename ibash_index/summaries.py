@@ -171,9 +171,18 @@ def _add_context(sums: _Sums, c: Any, site: str, sid: int, tag_ids: dict[tuple[i
         sums.add("summary_tags", (site, tag_ids[key]), n, c.filled.get(key, 0))
     for (key, value), n in c.values.items():
         sums.value("summary_values", (site, tag_ids[key], value), value, n)
-    numbers = c.numbers
-    for k, n in c.series.items():
-        sums.series((sid, tag_ids[k[0]], k[1], k[2]), k[2], numbers.get(k), n)
+    numbers, series = c.numbers, sums.rows["summary_series_values"]
+    for k, n in c.series.items():  # the most rows: inline
+        key, vr, value = k
+        row_key = (sid, tag_ids[key], vr, value)
+        row = series.get(row_key)
+        if row is None:
+            series[row_key] = [value, numbers.get(k), n]
+            continue
+        number = numbers.get(k)
+        if number is not None and (row[1] is None or number < row[1]):
+            row[1] = number
+        row[2] += n
     for group, n in c.phi.items():
         sums.add("summary_phi_groups", (site, *group), n, c.phi_top.get(group, 0), c.phi_nested.get(group, 0))
     for (group, value), n in c.phi_values.items():
