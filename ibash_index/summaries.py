@@ -158,14 +158,26 @@ def add_tallies(
     sums = _Sums()
     for tally in tallies:
         ids = [instance_ids[p] for p in tally.paths]
+        tag_id = _TagIds(tally, tag_ids)
         for context, c in tally.contexts.items():
-            _add_context(sums, c, context[0], series_ids[context], tag_ids, ids)
+            _add_context(sums, c, context[0], series_ids[context], tag_id, ids)
     for table, rows in sums.rows.items():
         key, counts = UPSERTS[table]
         _run(conn, _upserts()[table], rows, key + counts, safe)
 
 
-def _add_context(sums: _Sums, c: Any, site: str, sid: int, tag_ids: dict[tuple[int, str], int], ids: list[int]) -> None:
+class _TagIds(dict):
+    """A tally's keys (tally.Key) to tag ids."""
+
+    def __init__(self, tally: Tally, tag_ids: dict[tuple[int, str], int]) -> None:
+        self.tally, self.tag_ids = tally, tag_ids
+
+    def __missing__(self, key: int) -> int:
+        self[key] = self.tag_ids[self.tally.tag_key(key)]
+        return self[key]
+
+
+def _add_context(sums: _Sums, c: Any, site: str, sid: int, tag_ids: _TagIds, ids: list[int]) -> None:
     """One tally's counts of one (site, study, series), by database keys."""
     for key, n in c.tags.items():
         sums.add("summary_tags", (site, tag_ids[key]), n, c.filled.get(key, 0))

@@ -27,7 +27,11 @@ PHI_VRS = frozenset({"PN", "DA", "DT", "TM", "UI"})
 PRIVATE_TEXT = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
 
 _UNSEEN = object()
-Key = tuple[int, str]  # (tag, private creator or '')
+# A (tag, private creator) as one int: the tag, plus the creator's number (Profile.creator_id) << 32.
+# Ints hash for nothing, where tuples of a tag and a string were a fifth of a worker's time.
+Key = int
+CREATOR_SHIFT = 32
+TAG_MASK = (1 << CREATOR_SHIFT) - 1
 Context = tuple[str, str, str]  # (site or '', study UID or '', series UID or '')
 # A phi group: (tag as phi.sql shows it, name, creator, category, action); see batch_2_phi.sql.
 PhiGroup = tuple[str, str, str, str, str]
@@ -40,6 +44,8 @@ class Profile:
         self.rows = rows  # (tag, tag_hex, basic_profile) from ps315_attributes; pickled for the workers
         self.groups: dict[tuple[Key, str], PhiGroup | None] = {}  # what phi_group found, per process
         self.odd_groups: dict[int, str] = {}  # tag -> its group as summary_private shows it
+        self.creator_ids: dict[str, int] = {"": 0}  # private creator -> its number in keys, per process
+        self.creators: list[str] = [""]
         self._exact: dict[str, list[str]] = {}
         self._patterns: list[tuple[re.Pattern[str], str]] = []
         for tag, tag_hex, action in rows:
@@ -59,11 +65,20 @@ class Profile:
         found += [action for pattern, action in self._patterns if pattern.fullmatch(tag_hex)]
         return min(found) if found else None
 
+    def creator_id(self, creator: str) -> int:
+        """The number of a private creator in keys (new creators get the next one)."""
+        cid = self.creator_ids.get(creator)
+        if cid is None:
+            cid = self.creator_ids[creator] = len(self.creators)
+            self.creators.append(creator)
+        return cid
+
     def phi_group(self, pk: tuple[Key, str]) -> PhiGroup | None:
         """The phi group of a (tag, creator) with this VR, or None when phi.sql would not list it."""
         from .store import tag_values
 
-        (tag, creator), vr = pk
+        key, vr = pk
+        tag, creator = key & TAG_MASK, self.creators[key >> CREATOR_SHIFT]
         facts = tag_values(tag, creator)
         action = self.action(tag, creator, facts["tag_text"], facts["tag_hex"])
         group: PhiGroup | None = None
@@ -116,9 +131,14 @@ class Tally:
         self.paths: list[bytes] = []
         self.contexts: dict[Context, Counts] = {}
         self.last: bytes = b""
+        self.creators = profile.creators  # what the creator numbers in keys stand for (a snapshot once pickled)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"paths": self.paths, "contexts": self.contexts, "last": self.last}
+        return {"paths": self.paths, "contexts": self.contexts, "last": self.last, "creators": self.creators}
+
+    def tag_key(self, key: Key) -> tuple[int, str]:
+        """(tag, creator) of a key, as the tags table holds it."""
+        return key & TAG_MASK, self.creators[key >> CREATOR_SHIFT]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -145,9 +165,19 @@ class Tally:
         nested: list[PhiGroup] = []
         phi_values: list[tuple] = []
         numbers, long = c.numbers, c.long
-        phi_of, phi_group, odd_groups = self.profile.groups, self.profile.phi_group, self.profile.odd_groups
+        profile = self.profile
+        phi_of, phi_group, odd_groups = profile.groups, profile.phi_group, profile.odd_groups
+        creator_ids = profile.creator_ids
         for seq, _p, _i, depth, tag, creator, vr, vm, value, number, _n, digest, _d, _e, _f in rows:
-            key = (tag, creator or "")
+            if creator:
+                cid = creator_ids.get(creator)
+                key = tag | ((cid if cid is not None else profile.creator_id(creator)) << CREATOR_SHIFT)
+                g = odd_groups.get(tag)
+                if g is None:
+                    g = odd_groups[tag] = f"{tag >> 16:04X}"
+                private.append((creator, g))
+            else:
+                key = tag
             keys.add(key)
             if depth == 0:
                 v = value if value is not None else digest if digest is not None else ""
@@ -160,11 +190,6 @@ class Tally:
                             numbers[k] = number
                 else:
                     long.append(("series", key, vr, v, number, f, seq))
-            if creator:
-                g = odd_groups.get(tag)
-                if g is None:
-                    g = odd_groups[tag] = f"{tag >> 16:04X}"
-                private.append((creator, g))
             if vm > 0:
                 filled.add(key)
                 if value is not None and vr not in NO_SITE_VALUES:
