@@ -56,7 +56,9 @@ def is_current(connection: Connection) -> bool:
 def _config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
-    cfg = Config()
+    # Alembic's default stdout is sys.stdout as it was when alembic was first imported (lazily here,
+    # perhaps while a caller had swapped it, e.g. pytest's capture): give it today's.
+    cfg = Config(stdout=sys.stdout)
     cfg.set_main_option("script_location", str(bundled_dir("migrations")))
     cfg.attributes["connection"] = connection
     return cfg
