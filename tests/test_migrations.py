@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,21 @@ def test_database_of_another_program_is_refused(tmp_path: Path) -> None:
         open_index(str(db))
     con = sqlite3.connect(db)
     assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["accounts"]
+
+
+def test_alembic_first_imported_under_a_swapped_stdout_still_works() -> None:
+    """Alembic binds sys.stdout when it is first imported; a check later must use the current one."""
+    code = (
+        "import io, sys\n"
+        "from sqlalchemy import create_engine\n"
+        "from ibash_index import migrate\n"
+        "real, sys.stdout = sys.stdout, io.StringIO()\n"
+        "import alembic.config\n"
+        "sys.stdout.close()\n"
+        "sys.stdout = real\n"
+        "with create_engine('sqlite://').begin() as conn:\n"
+        "    migrate.upgrade(conn)\n"
+        "    migrate.check(conn)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
