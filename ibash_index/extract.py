@@ -812,14 +812,18 @@ class _FastWalker(_Rows):
         if element is None:
             return None
         key = (element.vr, element.length, self._value(element))
-        known = _TRANSFER_SYNTAXES.get(key)
+        return self._once(_TRANSFER_SYNTAXES, 64, key, lambda: self.convert(meta, element).value)
+
+    def _once(self, cache: dict, limit: int, key: tuple, convert: Callable[[], Any]) -> Any:
+        """A value pydicom converts once per distinct raw value; its warnings are replayed on every later use."""
+        known = cache.get(key)
         if known is None:
             n = len(self.caught)
-            value = self.convert(meta, element).value
+            value = convert()
             known = (value, tuple(str(w.message) for w in self.caught[n:]))
-            if len(_TRANSFER_SYNTAXES) >= 64:
-                _TRANSFER_SYNTAXES.clear()
-            _TRANSFER_SYNTAXES[key] = known
+            if len(cache) >= limit:
+                cache.clear()
+            cache[key] = known
         else:
             self.messages.extend(known[1])
         return known[0]
@@ -903,18 +907,9 @@ class _FastWalker(_Rows):
             level.creators[creator_tag] = ""
             return ""
         key = (element.vr, element.length, level.key, self._value(element))
-        known = _CREATORS.get(key)
-        if known is None:
-            n = len(self.caught)
-            text = _creator_text(self.convert(level, element).value)
-            known = (text, tuple(str(w.message) for w in self.caught[n:]))
-            if len(_CREATORS) >= 4096:
-                _CREATORS.clear()
-            _CREATORS[key] = known
-        else:
-            self.messages.extend(known[1])
-        level.creators[creator_tag] = known[0]
-        return known[0]
+        text = self._once(_CREATORS, 4096, key, lambda: _creator_text(self.convert(level, element).value))
+        level.creators[creator_tag] = text
+        return text
 
     def _value(self, element: rawread.Element) -> bytes | None:
         """The raw value pydicom's reader keeps for this element."""
