@@ -183,18 +183,10 @@ def _add_context(sums: _Sums, c: Any, site: str, sid: int, tag_ids: _TagIds, ids
         sums.add("summary_tags", (site, tag_ids[key]), n, c.filled.get(key, 0))
     for (key, value), n in c.values.items():
         sums.value("summary_values", (site, tag_ids[key], value), value, n)
-    numbers, series = c.numbers, sums.rows["summary_series_values"]
-    for k, n in c.series.items():  # the most rows: inline
+    numbers = c.numbers
+    for k, n in c.series.items():
         key, vr, value = k
-        row_key = (sid, tag_ids[key], vr, value)
-        row = series.get(row_key)
-        if row is None:
-            series[row_key] = [value, numbers.get(k), n]
-            continue
-        number = numbers.get(k)
-        if number is not None and (row[1] is None or number < row[1]):
-            row[1] = number
-        row[2] += n
+        sums.series((sid, tag_ids[key], vr, value), value, numbers.get(k), n)
     for group, n in c.phi.items():
         sums.add("summary_phi_groups", (site, *group), n, c.phi_top.get(group, 0), c.phi_nested.get(group, 0))
     for (group, value), n in c.phi_values.items():
