@@ -26,6 +26,14 @@ class Candidate:
     size: int
     mtime_ns: int
 
+    def unchanged(self, size: int | None, mtime_ns: int | None, status: str) -> bool:
+        """Whether what an earlier build recorded of this file still holds, so it need not be read.
+
+        Size and mtime must match, and the file must have been indexed or found not DICOM:
+        errors are read again, as their cause (a limit, a permission, a worker killed) may be gone.
+        """
+        return size == self.size and mtime_ns == self.mtime_ns and status in ("indexed", "not_dicom")
+
 
 @dataclass(frozen=True, slots=True)
 class Skipped:

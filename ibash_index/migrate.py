@@ -9,17 +9,17 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection
-
 from .errors import SchemaTooNew
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import Connection
 
 # Alembic is imported only when the schema must change: opening an up-to-date index (every
 # report, every rebuild) reads one row and compares it with the newest migration file's name.
+# SQLAlchemy is imported only by the functions that take a connection: reports on a SQLite
+# file read bundled_dir and bundled_head through sqlite3 alone (direct.py).
 _REVISION = re.compile(r"""^(revision|down_revision)\s*=\s*["']([^"']+)["']""", re.M)
 
 
@@ -48,6 +48,8 @@ def bundled_head() -> str:
 
 def is_current(connection: Connection) -> bool:
     """Whether the database is at the newest revision, without loading Alembic."""
+    from sqlalchemy import inspect, text
+
     if not inspect(connection).has_table("alembic_version"):  # (a failed SELECT would abort a PostgreSQL transaction)
         return False
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == bundled_head()

@@ -4,6 +4,10 @@ Each file is plain SQL that any SQLite browser can run: a header of `--` comment
 description, one `param` line per parameter; see sql/README.md) and one SELECT. This module
 parses and checks the files, runs them and ad-hoc queries read-only, and stores them in the
 database (the `reports` table, plus a `report_<name>` view for each report without parameters).
+
+On a SQLite file, reports and queries run through the sqlite3 driver alone (direct.py), so that
+`ibash-index report` does not spend longer importing SQLAlchemy than running the report; its
+`:name` parameters are sqlite3's own. SQLAlchemy is imported where a function needs it.
 """
 
 from __future__ import annotations
@@ -11,18 +15,21 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-from sqlalchemy import delete, insert, inspect, select, text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
-
+from . import direct
 from .errors import BadReportParams, IbashError, ReportNotFound
 from .migrate import bundled_dir
-from .schema import reports as reports_table
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+# A SQLAlchemy connection, or sqlite3's own for a SQLite file (see direct.py).
+AnyConnection = Union["Connection", sqlite3.Connection]
 
 VIEW_PREFIX = "report_"
 
@@ -247,12 +254,12 @@ def bind_params(report: Report, values: dict[str, str]) -> dict[str, str]:
     return bound
 
 
-def run_report(conn: Connection, report: Report, values: dict[str, str]) -> QueryResult:
+def run_report(conn: AnyConnection, report: Report, values: dict[str, str]) -> QueryResult:
     """Run a saved report read-only with its parameters bound (defaults filled in)."""
     return _execute(conn, report.body, bind_params(report, values))
 
 
-def run_query(conn: Connection, sql: str, values: dict[str, str]) -> QueryResult:
+def run_query(conn: AnyConnection, sql: str, values: dict[str, str]) -> QueryResult:
     """Run one ad-hoc SELECT read-only; every `:name` it uses must be given in `values`."""
     check_read_only(sql)
     used = used_params(sql)
@@ -265,16 +272,29 @@ def run_query(conn: Connection, sql: str, values: dict[str, str]) -> QueryResult
     return _execute(conn, sql, values)
 
 
-def _execute(conn: Connection, sql: str, params: dict[str, str]) -> QueryResult:
+def _execute(conn: AnyConnection, sql: str, params: dict[str, str]) -> QueryResult:
+    if isinstance(conn, sqlite3.Connection):  # opened read-only by direct.open_readonly
+        try:
+            cursor = conn.execute(sql, params)
+            return QueryResult([d[0] for d in cursor.description or ()], cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise BadQuery(_refused(str(exc))) from None
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
     _read_only(conn)
     try:
         result = conn.execute(text(_bindable(sql)), params)
         return QueryResult(list(result.keys()), [tuple(row) for row in result])
     except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-        if "readonly" in reason or "read-only" in reason or "query_only" in reason:
-            reason += " (reports and queries cannot change the database)"
-        raise BadQuery(f"the database refused the query: {reason}") from None
+        raise BadQuery(_refused(str(exc.orig) if exc.orig is not None else str(exc))) from None
+
+
+def _refused(error: str) -> str:
+    reason = error.strip().splitlines()[0] if error.strip() else error
+    if "readonly" in reason or "read-only" in reason or "query_only" in reason:
+        reason += " (reports and queries cannot change the database)"
+    return f"the database refused the query: {reason}"
 
 
 def _read_only(conn: Connection) -> None:
@@ -290,20 +310,26 @@ def run_saved_report(db: str, name: str, values: dict[str, str]) -> QueryResult:
     report = find_report(name)
     bind_params(report, values)  # a bad parameter is reported before the database is opened
 
-    def work(conn: Connection) -> QueryResult:
+    def work(conn: AnyConnection) -> QueryResult:
         _require_current_schema(conn, db)
         return run_report(conn, report, values)
 
     return _on_database(db, work)
 
 
-def _require_current_schema(conn: Connection, db: str) -> None:
+def _require_current_schema(conn: AnyConnection, db: str) -> None:
     """Saved reports are written for the newest schema; a read-only open cannot upgrade an older one."""
     from . import migrate
 
-    if migrate.is_current(conn):
-        return
-    current, head = migrate.current(conn), migrate.head()
+    if isinstance(conn, sqlite3.Connection):
+        current = direct.schema_revision(conn)
+        if current == migrate.bundled_head():
+            return
+    else:
+        if migrate.is_current(conn):
+            return
+        current = migrate.current(conn)
+    head = migrate.head()
     if current != head:
         raise IbashError(
             f"{db} is at schema revision {current} and the reports need {head}: upgrade it with"
@@ -317,7 +343,10 @@ def run_sql(db: str, sql: str, values: dict[str, str]) -> QueryResult:
     return _on_database(db, lambda conn: run_query(conn, sql, values))
 
 
-def _on_database(db: str, work: Callable[[Connection], QueryResult]) -> QueryResult:
+def _on_database(db: str, work: Callable[[AnyConnection], QueryResult]) -> QueryResult:
+    if not direct.is_url(db):
+        with direct.open_readonly(db) as conn:
+            return work(conn)
     from .store import open_index
 
     engine = open_index(db, create=False, readonly=True)
@@ -330,15 +359,16 @@ def _on_database(db: str, work: Callable[[Connection], QueryResult]) -> QueryRes
 
 def drop_report_views(conn: Connection) -> None:
     """Drop the `report_*` views; a migration that rebuilds a table they read must do this first."""
+    from sqlalchemy import inspect
+
     quote = conn.dialect.identifier_preparer.quote
     for view in inspect(conn).get_view_names():
         if view.startswith(VIEW_PREFIX):
             conn.exec_driver_sql(f"DROP VIEW {quote(view)}")
 
 
-def install_reports(engine: Engine, reports: dict[str, Report] | None = None) -> None:
-    """Store every report in the `reports` table and (re)create a view for each without parameters."""
-    reports = load_reports() if reports is None else reports
+def installed(reports: dict[str, Report]) -> tuple[list[dict[str, str]], set[str]]:
+    """What install_reports stores: the `reports` rows by name, and the names of the views."""
     rows = [
         {
             "name": r.name,
@@ -347,13 +377,23 @@ def install_reports(engine: Engine, reports: dict[str, Report] | None = None) ->
             "params": json.dumps({p.name: p.help for p in r.params.values()}),
             "sql": r.sql,
         }
-        for r in reports.values()
+        for r in sorted(reports.values(), key=lambda r: r.name)
     ]
+    return rows, {VIEW_PREFIX + r.name for r in reports.values() if not r.params}
+
+
+def install_reports(engine: Engine, reports: dict[str, Report] | None = None) -> None:
+    """Store every report in the `reports` table and (re)create a view for each without parameters."""
+    from sqlalchemy import delete, insert, inspect, select
+
+    from .schema import reports as reports_table
+
+    reports = load_reports() if reports is None else reports
+    rows, wanted = installed(reports)
     with engine.begin() as conn:
         stored = [dict(row) for row in conn.execute(select(reports_table).order_by(reports_table.c.name)).mappings()]
         views = {v for v in inspect(conn).get_view_names() if v.startswith(VIEW_PREFIX)}
-        wanted = {VIEW_PREFIX + r.name for r in reports.values() if not r.params}
-        if stored == sorted(rows, key=lambda row: row["name"]) and views == wanted:
+        if stored == rows and views == wanted:
             return  # as installed: a rebuild or a second builder leaves them alone
         drop_report_views(conn)
         conn.execute(delete(reports_table))

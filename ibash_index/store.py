@@ -8,8 +8,6 @@ because it holds patient data (SQLite gives its -wal and -shm files the same mod
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import os
 import time
@@ -24,15 +22,15 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import migrate, summaries
-from .errors import BuildLocked, IbashError, NotAnIndex
+from .direct import build_lock as direct_build_lock
+from .direct import check_index, check_path, connect_readonly, is_url, not_a_database
+from .errors import BuildLocked, IbashError
 from .reports import install_reports
 from .schema import elements, files, instances, series, studies, tags
 from .spool import Spooled, Spools, slot_alias, slot_sql
 
 if TYPE_CHECKING:  # pydicom (through extract) is imported only by what reads files: reports start faster
     from .outcome import FileResult
-
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 STUDY_COLUMNS = (
     "site",
@@ -70,25 +68,15 @@ INSTANCE_COLUMNS = (
 )
 
 
-def is_url(db: str) -> bool:
-    return "://" in db
-
-
 def connect(db: str, *, create: bool = True, readonly: bool = False) -> Engine:
     """An engine for `db`, a path or a SQLAlchemy URL, checking that a path is usable first."""
     if is_url(db):
         return create_engine(db)
-    path = os.path.abspath(db)
-    if os.path.isdir(path):
-        raise IbashError(f"{db}: is a folder; give a database file such as {os.path.join(db, 'index.db')}")
+    path = check_path(db, create=create)
     if not os.path.exists(path):
-        if not create:
-            raise NotAnIndex(f"{db}: no such database; create it with `ibash-index build ROOT --db {db}`")
         _create_private(path, db)
-    else:
-        _check_sqlite_file(path, db)
     if readonly:
-        engine = create_engine("sqlite://", creator=lambda: _sqlite_readonly(path))
+        engine = create_engine("sqlite://", creator=lambda: connect_readonly(path))
     else:
         engine = create_engine(f"sqlite:///{path}")
     event.listen(engine, "connect", _sqlite_pragmas)
@@ -102,22 +90,6 @@ def _create_private(path: str, shown: str) -> None:
         pass
     except OSError as exc:
         raise IbashError(f"cannot create the database {shown}: {exc.strerror}") from None
-
-
-def _check_sqlite_file(path: str, shown: str) -> None:
-    try:
-        with open(path, "rb") as fp:
-            head = fp.read(16)
-    except OSError as exc:
-        raise IbashError(f"cannot open the database {shown}: {exc.strerror}") from None
-    if head and head != SQLITE_MAGIC:
-        raise NotAnIndex(f"{shown}: is not a SQLite database; give a new file name with --db")
-
-
-def _sqlite_readonly(path: str) -> Any:
-    import sqlite3
-
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -135,11 +107,9 @@ def open_index(db: str, *, create: bool = True, readonly: bool = False) -> Engin
     try:
         with engine.connect() as conn:
             names = set(inspect(conn).get_table_names())
-        if names and "alembic_version" not in names:
-            raise NotAnIndex(f"{db}: is a database of another program (no ibash-index tables); give another --db")
+        if names or readonly:
+            check_index(names, db)
         if readonly:
-            if "alembic_version" not in names:
-                raise NotAnIndex(f"{db}: has not been built yet; run `ibash-index build ROOT --db {db}`")
             return engine
         with _schema_lock(engine):
             with engine.begin() as conn:
@@ -154,8 +124,9 @@ def open_index(db: str, *, create: bool = True, readonly: bool = False) -> Engin
         raise
     except Exception as exc:
         engine.dispose()
-        if "file is not a database" in str(exc) or "file is encrypted" in str(exc):
-            raise NotAnIndex(f"{db}: is not a SQLite database; give a new file name with --db") from None
+        problem = not_a_database(exc, db)
+        if problem is not None:
+            raise problem from None
         if "readonly" in str(exc) or "unable to open" in str(exc):
             raise IbashError(f"cannot write to the database {db}: {exc.__cause__ or exc}") from None
         raise
@@ -187,8 +158,7 @@ def _lock_key(text: str) -> int:
 def build_lock(db: str, scope: str = "") -> Iterator[None]:
     """Hold an exclusive lock for one build; refuse at once if another build holds it.
 
-    SQLite: the whole file, with flock() (separate from the POSIX locks SQLite itself uses, so
-    it cannot upset SQLite as long as the descriptor stays open until the engine is gone).
+    SQLite: the whole file, with flock() (see direct.build_lock).
     PostgreSQL: an advisory lock on `scope` (the roots and shard), so builders of other roots
     or shards write into the same database at the same time.
     """
@@ -196,17 +166,8 @@ def build_lock(db: str, scope: str = "") -> Iterator[None]:
         with _advisory_lock(db, scope):
             yield
         return
-    fd = os.open(os.path.abspath(db), os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise BuildLocked(f"another build is writing to {db}; wait for it to finish") from None
-            raise
+    with direct_build_lock(os.path.abspath(db), db):
         yield
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
