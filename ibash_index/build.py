@@ -178,13 +178,17 @@ def build(
     options = options or BuildOptions()
     started = time.monotonic()
     resolved = resolve_roots(roots)
-    items = list(crawl(resolved, options.follow_symlinks))
-    if not options.full and not is_url(db) and os.path.isfile(db):
-        from .rebuild import nothing_changed
+    try:
+        items = list(crawl(resolved, options.follow_symlinks))
+        if not options.full and not is_url(db) and os.path.isfile(db):
+            from .rebuild import nothing_changed
 
-        summary = nothing_changed(resolved, db, options, items, started)
-        if summary is not None:
-            return summary
+            summary = nothing_changed(resolved, db, options, items, started)
+            if summary is not None:
+                return summary
+    except KeyboardInterrupt:  # (SIGTERM ends the process here: it has nothing to tidy up)
+        message = "build interrupted (Ctrl-C) while it listed the files; nothing was written"
+        raise BuildInterrupted(message, 130) from None
     from .load import load
 
     return load(resolved, db, options, items, progress, started)

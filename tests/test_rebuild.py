@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+import ibash_index.build
 import ibash_index.load
 import ibash_index.rebuild
-from ibash_index.build import BuildOptions, BuildSummary, build, in_shard
+from ibash_index.build import BuildInterrupted, BuildOptions, BuildSummary, build, in_shard
 from ibash_index.errors import BuildLocked
 from ibash_index.reports import load_reports, run_saved_report
 from ibash_index.store import build_lock
@@ -285,3 +286,19 @@ def test_direct_statements_have_headers() -> None:
         text = path.read_text(encoding="utf-8")
         assert text.startswith("-- title: ") and "\n-- description: " in text
         assert ";" not in text.rstrip().rstrip(";")
+
+
+def test_ctrl_c_while_listing_the_files(indexed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the full build takes over, Ctrl-C is still one line and exit code 130, and nothing is written."""
+    root, db = indexed
+    before = dump(db)
+
+    def interrupted(roots: list[str], follow_symlinks: bool):
+        yield from ()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ibash_index.build, "crawl", interrupted)
+    with pytest.raises(BuildInterrupted, match="while it listed the files") as caught:
+        build([root], str(db), BuildOptions(workers=0))
+    assert caught.value.exit_code == 130
+    assert dump(db) == before
