@@ -1,15 +1,15 @@
 """Tables and indexes that the saved reports in `sql/` need, on the shared `schema.metadata`.
 
-Migration 0002 creates ps315_attributes and ix_elements_blank, migration 0003 the summary_* tables
-(kept by the build through ibash_index/summaries.py); `schema.py` imports this module so that
-Alembic's check sees them.
+Migration 0002 creates ps315_attributes, migration 0003 the summary_* tables (kept by the build
+through ibash_index/summaries.py); `schema.py` imports this module so that Alembic's check sees
+them. (0002 also made ix_elements_blank, a partial index the summaries made unused; 0004 drops it.)
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Column, Float, Index, Integer, PrimaryKeyConstraint, Table, Text
 
-from .schema import elements, metadata
+from .schema import metadata
 
 ps315_attributes = Table(
     "ps315_attributes",
@@ -22,17 +22,6 @@ ps315_attributes = Table(
         "basic_profile", Text, nullable=False, comment="action code D, Z, X or U, or a choice such as X/Z/D or X/Z/U*"
     ),
     comment="DICOM PS3.15 Table E.1-1: attributes the Basic Application Level Confidentiality Profile acts on.",
-)
-
-# Present-but-empty elements (vm = 0) are rare, so this partial index stays tiny; with the
-# index on tag_id it lets `tag-presence` and `site-differences` count "present and non-empty"
-# without reading the elements table itself.
-Index(
-    "ix_elements_blank",
-    elements.c.tag_id,
-    elements.c.instance_id,
-    sqlite_where=elements.c.vm == 0,
-    postgresql_where=elements.c.vm == 0,
 )
 
 # Summaries of `elements` that the slow reports read instead of scanning every element. The
