@@ -192,7 +192,7 @@ def _open(path: str) -> sqlite3.Connection:
 
 
 class SpoolWriter:
-    """A worker's end: append one file's rows in one transaction, return where they are.
+    """A worker's end: append a batch of files' rows in one transaction, say where each file's are.
 
     Binding a parameter costs about as much as anything else a row does, so most rows bind six:
     rowid, code, vm, value, number, length. seq is a row's place in its rowid range; the columns
@@ -204,58 +204,65 @@ class SpoolWriter:
         self.sql = sql or spool_sql()
         self.conn = _open(path)
         self.seen: set[tuple[int, str]] = set()  # (tag, creator) keys already reported to the writer
-        self.unreported: set[tuple[int, str]] = set()  # keys of rows put since take() last reported
         # Codes of (depth, tag, creator, vr) keys: those this writer's rows have used (their tag keys are in
         # seen), and every one read from or added to the spool (a shared slot's are other workers' too).
         self._used: dict[tuple, int] = {}
         self._codes: dict[tuple, int] = {}
         self._loaded = 0  # the highest of them: codes are numbered 1, 2, ... under the spool's write lock
 
-    def take(self, result: FileResult) -> None:
-        """Move a result's rows into the spool, and tell the writer which tag keys it has not been told of."""
-        if not result.rows:
+    def take(self, results: list[FileResult]) -> None:
+        """Move results' rows into the spool, and tell the writer which tag keys each has that it has not been told of.
+
+        All in one transaction (a worker sends a batch's results together): a transaction per
+        file cost three statements and a commit each, and left more rows to single-row INSERTs.
+        """
+        files = [result for result in results if result.rows]
+        if not files:
             return
         try:
-            result.spooled = self.put(result.rows)
+            placed = self.put([result.rows for result in files])
         except (sqlite3.Error, OSError) as exc:  # the disk beside the database, most likely full
-            result.status, result.header = "error", {}
-            result.reason = f"cannot spool: writing its rows to the scratch folder failed ({exc})"
-        else:
-            result.new_tags = sorted(self.unreported)
-            self.unreported.clear()
-        result.rows = []
+            for result in files:
+                result.status, result.header, result.rows = "error", {}, []
+                result.reason = f"cannot spool: writing its rows to the scratch folder failed ({exc})"
+            return
+        for result, (where, new) in zip(files, placed):
+            result.spooled, result.new_tags, result.rows = where, sorted(new), []
 
-    def put(self, rows: list[tuple]) -> Spooled | None:
-        if not rows:
-            return None
+    def put(self, files: list[list[tuple]]) -> list[tuple[Spooled, list[tuple[int, str]]]]:
+        """Append each file's rows (none empty); where each file's are, and the tag keys it used first."""
         conn, used, sql = self.conn, self._used, self.sql
         new: list[tuple[int, str]] = []  # tag keys first used here
+        placed = []
         conn.execute("BEGIN IMMEDIATE")  # slots shared by several workers: the range and codes must be ours alone
         try:
             first = (conn.execute(sql.last).fetchone()[0] or 0) + 1
             plain: list = []  # n, code, vm, value, number, length of the rows with nothing else, one after another
             full: list = []  # every column of the others
-            for i, row in enumerate(rows):
-                seq, parent, item, depth, tag, creator, vr, vm, value, number, length, hash_, data, path, flag = row
-                code = used.get((depth, tag, creator, vr))
-                if code is None:
-                    code = self._use((depth, tag, creator, vr), new)
-                if (
-                    parent is None
-                    and path is None
-                    and hash_ is None
-                    and data is None
-                    and flag is None
-                    and item is None
-                    and seq == i
-                ):
-                    plain += (first + i, code, vm, value, number, length)
-                else:
-                    seq = None if seq == i else seq
-                    full += (first + i, code, vm, value, number, length, seq, parent, item, hash_, data, path, flag)
+            for rows in files:
+                before = len(new)
+                for i, row in enumerate(rows):
+                    seq, parent, item, depth, tag, creator, vr, vm, value, number, length, hash_, data, path, flag = row
+                    code = used.get((depth, tag, creator, vr))
+                    if code is None:
+                        code = self._use((depth, tag, creator, vr), new)
+                    if (
+                        parent is None
+                        and path is None
+                        and hash_ is None
+                        and data is None
+                        and flag is None
+                        and item is None
+                        and seq == i
+                    ):
+                        plain += (first + i, code, vm, value, number, length)
+                    else:
+                        seq = None if seq == i else seq
+                        full += (first + i, code, vm, value, number, length, seq, parent, item, hash_, data, path, flag)
+                placed.append((Spooled(self.slot, first, first + len(rows) - 1), new[before:]))
+                first += len(rows)
             _insert(conn, sql.plain, plain)
             _insert(conn, sql.full, full)
-            last = first + len(rows) - 1
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -265,8 +272,7 @@ class SpoolWriter:
             self._codes.clear()
             self._loaded = 0
             raise
-        self.unreported.update(new)
-        return Spooled(self.slot, first, last)
+        return placed
 
     def _use(self, key: tuple, new: list[tuple[int, str]]) -> int:
         """The code of a key this writer has not used yet: one the spool has (another worker's), else a new one."""
