@@ -563,22 +563,32 @@ def read_file(path: bytes, root: str, options: ExtractOptions) -> FileResult:
         return result
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):  # replaced by a FIFO, a folder or a device since it was listed
-            result.status, result.reason = "skipped", f"not a regular file ({file_kind(st.st_mode)})"
+    except OSError as exc:
+        os.close(fd)
+        result.reason = f"cannot read: {exc.strerror or exc}"
+        return result
+    if not stat.S_ISREG(st.st_mode):  # replaced by a FIFO, a folder or a device since it was listed
+        result.status, result.reason = "skipped", f"not a regular file ({file_kind(st.st_mode)})"
+        os.close(fd)
+        return result
+    result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
+    if FAST_READ:  # reads the descriptor itself: most files never need a file object
+        try:
+            fast = _read_fast(fd, st.st_size, result, options, path, root)
+        except BaseException:
             os.close(fd)
-            return result
+            raise
+        if fast is not None:
+            os.close(fd)
+            return fast
+    try:
         # A str name (surrogate-escaped if need be) lets pydicom name the file in its own messages.
         src = _Source(fd, os.fsdecode(path))
     except OSError as exc:
         os.close(fd)
         result.reason = f"cannot read: {exc.strerror or exc}"
         return result
-    result.size, result.mtime_ns = st.st_size, st.st_mtime_ns
     try:
-        if FAST_READ:
-            fast = _read_fast(src, result, options, path, root)
-            if fast is not None:
-                return fast
         return _read(src, result, options, path, root)
     finally:
         src.close()
@@ -679,17 +689,18 @@ FIRST_READ = 256 * 1024  # bytes read first; the rest only when the header goes 
 FAST_MAX_BYTES = 64 * _MB  # larger files whose header goes past FIRST_READ are read by pydicom
 
 
-def _read_fast(src: _Source, result: FileResult, options: ExtractOptions, path: bytes, root: str) -> FileResult | None:
+def _read_fast(
+    fd: int, size: int, result: FileResult, options: ExtractOptions, path: bytes, root: str
+) -> FileResult | None:
     """The result of the fast path, or None if the file must be read by pydicom (`_read`)."""
-    size = src.size
     try:
-        data = _pread(src.fileno(), min(size, FIRST_READ))
+        data = _pread(fd, min(size, FIRST_READ))
         try:
             return _extract_fast(data, size, result, options, path, root)
         except rawread.NeedMore:
             if size > FAST_MAX_BYTES:
                 return None
-            data = _pread(src.fileno(), size)
+            data = _pread(fd, size)
             return _extract_fast(data, size, result, options, path, root) if len(data) == size else None
     except (rawread.Unsupported, rawread.NeedMore):
         return None

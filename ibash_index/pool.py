@@ -106,14 +106,18 @@ def _serve(
             if result.status == "error" and (result.reason or "").startswith(OUT_OF_MEMORY):
                 limit = f"the {memory_mb} MB a worker may use" if memory_mb else "the memory available"
                 result.reason = f"{OUT_OF_MEMORY}: reading it needs more than {limit} (see --max-memory)"
+                if spool is not None:
+                    spool.take(results)
                 conn.send(results)  # no tally: the writer counts these with SQL
                 conn.send(_EXITING)  # the heap may be in a bad state: start afresh
                 return
-            if spool is not None:
-                rows = result.rows
-                spool.take(result)
-                if tally is not None and result.spooled is not None:
-                    tally.count(result, rows)
+        if spool is not None:
+            rows = [result.rows for result in results]
+            spool.take(results)  # the whole batch in one spool transaction
+            if tally is not None:
+                for result, file_rows in zip(results, rows):
+                    if result.spooled is not None:
+                        tally.count(result, file_rows)
         if tally is not None:
             tally.last = results[-1].path_bytes
             results[-1].tally = tally

@@ -22,6 +22,7 @@ database; a killed build's folder is removed by the next build of the same datab
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import sqlite3
@@ -31,102 +32,115 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    Column,
-    Float,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    Table,
-    Text,
-    and_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    literal_column,
-    select,
-    update,
-)
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
-
-from .schema import elements, tags
-
 if TYPE_CHECKING:
-    from sqlalchemy import Select
+    from sqlalchemy import Select, Table
 
     from .outcome import FileResult
 
 MAX_SLOTS = 8  # SQLite attaches at most 10 databases to one connection; workers beyond this share slots
 SCHEMA = "spool"  # a placeholder: the writer's statements name each attached slot instead
-
-_metadata = MetaData()
-# Element rows: one file's take rowids first..last, in ROW_FIELDS order, so seq is a row's place in that range.
-spooled = Table(
-    "rows",
-    _metadata,
-    Column("n", Integer, primary_key=True),
-    Column("code", Integer),  # -> codes: depth, tag, private_creator, vr
-    Column("vm", Integer),
-    Column("value", Text),
-    Column("number", Float),
-    Column("length", Integer),
-    # The columns most rows leave NULL, bound only for the rows that have them (in sequences, binary, flagged).
-    Column("seq", Integer),  # only where it is not the row's place (readers number rows in order)
-    Column("parent_seq", Integer),
-    Column("item", Integer),
-    Column("hash", Text),
-    Column("data", LargeBinary),
-    Column("element_path", Text),
-    Column("flag", Text),
-    schema=SCHEMA,
-)
-# What many rows share, once per spool under a small integer code.
-codes = Table(
-    "codes",
-    _metadata,
-    Column("code", Integer, primary_key=True),
-    Column("depth", Integer),
-    Column("tag", Integer),
-    Column("private_creator", Text),
-    Column("vr", Text),
-    schema=SCHEMA,
-)
 CHUNK = 32  # rows per INSERT statement
 RELEASE_ROWS = 500_000  # copied rows a spool collects before they are deleted: few lock waits, a bounded file
 
 
-def _local(table: Table) -> Table:
-    """The table as a worker sees its own file (no schema)."""
-    return table.to_metadata(MetaData(), schema=None)
+@functools.cache
+def _tables() -> tuple[Table, Table]:
+    """The spool's two tables, (rows, codes), made on first use: workers never need them (see SpoolSQL)."""
+    from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, Table, Text
+
+    metadata = MetaData()
+    # Element rows: one file's take rowids first..last, in ROW_FIELDS order, so seq is a row's place in that range.
+    spooled = Table(
+        "rows",
+        metadata,
+        Column("n", Integer, primary_key=True),
+        Column("code", Integer),  # -> codes: depth, tag, private_creator, vr
+        Column("vm", Integer),
+        Column("value", Text),
+        Column("number", Float),
+        Column("length", Integer),
+        # The columns most rows leave NULL, bound only for the rows that have them (in sequences, binary, flagged).
+        Column("seq", Integer),  # only where it is not the row's place (readers number rows in order)
+        Column("parent_seq", Integer),
+        Column("item", Integer),
+        Column("hash", Text),
+        Column("data", LargeBinary),
+        Column("element_path", Text),
+        Column("flag", Text),
+        schema=SCHEMA,
+    )
+    # What many rows share, once per spool under a small integer code.
+    codes = Table(
+        "codes",
+        metadata,
+        Column("code", Integer, primary_key=True),
+        Column("depth", Integer),
+        Column("tag", Integer),
+        Column("private_creator", Text),
+        Column("vr", Text),
+        schema=SCHEMA,
+    )
+    return spooled, codes
 
 
 def _sql(statement: Any, **kwargs: Any) -> str:
+    from sqlalchemy.dialects import sqlite
+
     return str(statement.compile(dialect=sqlite.dialect(**kwargs)))
 
 
 def _inserts(table: Table, columns: int) -> tuple[str, str, int]:
     """INSERTs of the first `columns` columns: of one row, and of CHUNK rows; and that width."""
+    from sqlalchemy import insert
+    from sqlalchemy.dialects import sqlite
+
     keys = [c.name for c in table.columns][:columns]
     one = str(insert(table).compile(dialect=sqlite.dialect(), column_keys=keys))
     values = one[one.index(" VALUES ") + len(" VALUES ") :]  # "(?, ?, ...)"
     return one, one.replace(values, ", ".join([values] * CHUNK)), columns
 
 
-_rows, _codes = _local(spooled), _local(codes)
-_CREATE = [_sql(CreateTable(t, if_not_exists=True)) for t in (_rows, _codes)]
-_PLAIN = _inserts(_rows, 6)  # n, code, vm, value, number, length
-_FULL = _inserts(_rows, len(_rows.columns))
-_INSERT_CODE = _sql(insert(_codes))
-_CODES_AFTER = _sql(select(*_codes.columns).where(_codes.c.code > bindparam("after")))
-_LAST = _sql(select(func.max(_rows.c.n)))
-_DELETE = _sql(delete(_rows).where(_rows.c.n.between(bindparam("a"), bindparam("b"))))
+@dataclass(frozen=True)
+class SpoolSQL:
+    """The statements on one spool file, compiled from `_tables` in the parent and pickled to the workers.
+
+    A worker appends with plain sqlite3 and these strings, so it never imports SQLAlchemy: that
+    was a quarter of a CPU second for every worker started.
+    """
+
+    create: tuple[str, ...]  # the tables, made by the parent before any worker starts
+    plain: tuple[str, str, int]  # n, code, vm, value, number, length (see _inserts)
+    full: tuple[str, str, int]  # every column
+    insert_code: str
+    codes_after: str  # codes above :after
+    last: str  # the highest rowid
+    delete: str  # rows :a to :b (the writer's, once copied)
+    read: str  # one file's rows in ROW_FIELDS order, :first to :last (the writer's, see Spools.read)
+
+
+@functools.cache
+def spool_sql() -> SpoolSQL:
+    """The statements on a spool, as a worker sees its own file (no schema)."""
+    from sqlalchemy import MetaData, bindparam, delete, func, insert, select
+    from sqlalchemy.schema import CreateTable
+
+    rows, codes = (t.to_metadata(MetaData(), schema=None) for t in _tables())
+    return SpoolSQL(
+        create=tuple(_sql(CreateTable(t, if_not_exists=True)) for t in (rows, codes)),
+        plain=_inserts(rows, 6),
+        full=_inserts(rows, len(rows.columns)),
+        insert_code=_sql(insert(codes)),
+        codes_after=_sql(select(*codes.columns).where(codes.c.code > bindparam("after"))),
+        last=_sql(select(func.max(rows.c.n))),
+        delete=_sql(delete(rows).where(rows.c.n.between(bindparam("a"), bindparam("b")))),
+        read=_sql(_row_query(rows, codes, [codes.c.tag, codes.c.private_creator], []), paramstyle="named"),
+    )
 
 
 def _row_query(r: Table, c: Table, tag: list[Any], lead: list[Any]) -> Select:
     """One file's rows in ROW_FIELDS order after `lead`, tag columns `tag` from c (a codes table); :first, :last."""
+    from sqlalchemy import Integer, bindparam, func, select
+
     first = bindparam("first", type_=Integer)
     return (
         select(
@@ -150,9 +164,6 @@ def _row_query(r: Table, c: Table, tag: list[Any], lead: list[Any]) -> Select:
         .where(r.c.n.between(first, bindparam("last", type_=Integer)))
         .order_by(r.c.n)
     )
-
-
-_READ = _sql(_row_query(_rows, _codes, [_codes.c.tag, _codes.c.private_creator], []), paramstyle="named")
 
 
 @dataclass(frozen=True)
@@ -181,69 +192,77 @@ def _open(path: str) -> sqlite3.Connection:
 
 
 class SpoolWriter:
-    """A worker's end: append one file's rows in one transaction, return where they are.
+    """A worker's end: append a batch of files' rows in one transaction, say where each file's are.
 
     Binding a parameter costs about as much as anything else a row does, so most rows bind six:
     rowid, code, vm, value, number, length. seq is a row's place in its rowid range; the columns
     most rows leave NULL are bound only for the rows that have them.
     """
 
-    def __init__(self, path: str, slot: int) -> None:
+    def __init__(self, path: str, slot: int, sql: SpoolSQL | None = None) -> None:
         self.slot = slot
+        self.sql = sql or spool_sql()
         self.conn = _open(path)
         self.seen: set[tuple[int, str]] = set()  # (tag, creator) keys already reported to the writer
-        self.unreported: set[tuple[int, str]] = set()  # keys of rows put since take() last reported
         # Codes of (depth, tag, creator, vr) keys: those this writer's rows have used (their tag keys are in
         # seen), and every one read from or added to the spool (a shared slot's are other workers' too).
         self._used: dict[tuple, int] = {}
         self._codes: dict[tuple, int] = {}
         self._loaded = 0  # the highest of them: codes are numbered 1, 2, ... under the spool's write lock
 
-    def take(self, result: FileResult) -> None:
-        """Move a result's rows into the spool, and tell the writer which tag keys it has not been told of."""
-        if not result.rows:
+    def take(self, results: list[FileResult]) -> None:
+        """Move results' rows into the spool, and tell the writer which tag keys each has that it has not been told of.
+
+        All in one transaction (a worker sends a batch's results together): a transaction per
+        file cost three statements and a commit each, and left more rows to single-row INSERTs.
+        """
+        files = [result for result in results if result.rows]
+        if not files:
             return
         try:
-            result.spooled = self.put(result.rows)
+            placed = self.put([result.rows for result in files])
         except (sqlite3.Error, OSError) as exc:  # the disk beside the database, most likely full
-            result.status, result.header = "error", {}
-            result.reason = f"cannot spool: writing its rows to the scratch folder failed ({exc})"
-        else:
-            result.new_tags = sorted(self.unreported)
-            self.unreported.clear()
-        result.rows = []
+            for result in files:
+                result.status, result.header, result.rows = "error", {}, []
+                result.reason = f"cannot spool: writing its rows to the scratch folder failed ({exc})"
+            return
+        for result, (where, new) in zip(files, placed):
+            result.spooled, result.new_tags, result.rows = where, sorted(new), []
 
-    def put(self, rows: list[tuple]) -> Spooled | None:
-        if not rows:
-            return None
-        conn, used = self.conn, self._used
+    def put(self, files: list[list[tuple]]) -> list[tuple[Spooled, list[tuple[int, str]]]]:
+        """Append each file's rows (none empty); where each file's are, and the tag keys it used first."""
+        conn, used, sql = self.conn, self._used, self.sql
         new: list[tuple[int, str]] = []  # tag keys first used here
+        placed = []
         conn.execute("BEGIN IMMEDIATE")  # slots shared by several workers: the range and codes must be ours alone
         try:
-            first = (conn.execute(_LAST).fetchone()[0] or 0) + 1
+            first = (conn.execute(sql.last).fetchone()[0] or 0) + 1
             plain: list = []  # n, code, vm, value, number, length of the rows with nothing else, one after another
             full: list = []  # every column of the others
-            for i, row in enumerate(rows):
-                seq, parent, item, depth, tag, creator, vr, vm, value, number, length, hash_, data, path, flag = row
-                code = used.get((depth, tag, creator, vr))
-                if code is None:
-                    code = self._use((depth, tag, creator, vr), new)
-                if (
-                    parent is None
-                    and path is None
-                    and hash_ is None
-                    and data is None
-                    and flag is None
-                    and item is None
-                    and seq == i
-                ):
-                    plain += (first + i, code, vm, value, number, length)
-                else:
-                    seq = None if seq == i else seq
-                    full += (first + i, code, vm, value, number, length, seq, parent, item, hash_, data, path, flag)
-            _insert(conn, _PLAIN, plain)
-            _insert(conn, _FULL, full)
-            last = first + len(rows) - 1
+            for rows in files:
+                before = len(new)
+                for i, row in enumerate(rows):
+                    seq, parent, item, depth, tag, creator, vr, vm, value, number, length, hash_, data, path, flag = row
+                    code = used.get((depth, tag, creator, vr))
+                    if code is None:
+                        code = self._use((depth, tag, creator, vr), new)
+                    if (
+                        parent is None
+                        and path is None
+                        and hash_ is None
+                        and data is None
+                        and flag is None
+                        and item is None
+                        and seq == i
+                    ):
+                        plain += (first + i, code, vm, value, number, length)
+                    else:
+                        seq = None if seq == i else seq
+                        full += (first + i, code, vm, value, number, length, seq, parent, item, hash_, data, path, flag)
+                placed.append((Spooled(self.slot, first, first + len(rows) - 1), new[before:]))
+                first += len(rows)
+            _insert(conn, sql.plain, plain)
+            _insert(conn, sql.full, full)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -253,20 +272,19 @@ class SpoolWriter:
             self._codes.clear()
             self._loaded = 0
             raise
-        self.unreported.update(new)
-        return Spooled(self.slot, first, last)
+        return placed
 
     def _use(self, key: tuple, new: list[tuple[int, str]]) -> int:
         """The code of a key this writer has not used yet: one the spool has (another worker's), else a new one."""
         code = self._codes.get(key)
         if code is None:
-            for known, *rest in self.conn.execute(_CODES_AFTER, (self._loaded,)):
+            for known, *rest in self.conn.execute(self.sql.codes_after, (self._loaded,)):
                 self._codes[tuple(rest)] = known
                 self._loaded = max(self._loaded, known)
             code = self._codes.get(key)
         if code is None:
             code = self._loaded + 1
-            self.conn.execute(_INSERT_CODE, (code, *key))
+            self.conn.execute(self.sql.insert_code, (code, *key))
             self._codes[key] = self._loaded = code
         self._used[key] = code
         tag_key = (key[1], key[2] or "")
@@ -296,16 +314,18 @@ class Spools:
     def __init__(self, folder: Path, slots: int) -> None:
         self.folder = folder
         self.paths = [str(folder / f"{slot}.db") for slot in range(max(1, min(slots, MAX_SLOTS)))]
+        self.sql = spool_sql()
         self._conns: dict[int, sqlite3.Connection] = {}
         self._copied: list[Spooled] = []
         for path in self.paths:  # created here, so the writer can attach them before any worker starts
             conn = _open(path)
-            for create in _CREATE:
+            for create in self.sql.create:
                 conn.execute(create)
             conn.close()
 
     def __getstate__(self) -> dict:
-        return {"folder": self.folder, "paths": self.paths}  # workers get the paths, not the writer's connections
+        # workers get the paths and the statements, not the writer's connections
+        return {"folder": self.folder, "paths": self.paths, "sql": self.sql}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _conns={}, _copied=[])
@@ -330,7 +350,7 @@ class Spools:
         for slot, ranges in sorted(by_slot.items()):
             conn = self._conn(slot)
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_DELETE, ranges)
+            conn.executemany(self.sql.delete, ranges)
             conn.execute("COMMIT")
 
     def _conn(self, slot: int) -> sqlite3.Connection:
@@ -348,11 +368,11 @@ class Spools:
         return worker % len(self.paths)
 
     def writer(self, slot: int) -> SpoolWriter:
-        return SpoolWriter(self.paths[slot], slot)
+        return SpoolWriter(self.paths[slot], slot, self.sql)
 
     def read(self, where: Spooled) -> list[tuple]:
         """One file's rows, as the reader made them (for databases that cannot attach a spool)."""
-        return self._conn(where.slot).execute(_READ, {"first": where.first, "last": where.last}).fetchall()
+        return self._conn(where.slot).execute(self.sql.read, {"first": where.first, "last": where.last}).fetchall()
 
 
 @dataclass(frozen=True)
@@ -370,8 +390,27 @@ class SlotSQL:
 
 
 def slot_sql(slot: int) -> SlotSQL:
+    from sqlalchemy import (
+        Column,
+        Index,
+        Integer,
+        MetaData,
+        Table,
+        Text,
+        and_,
+        bindparam,
+        func,
+        insert,
+        literal_column,
+        select,
+        update,
+    )
+    from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
+
+    from .schema import elements, tags
+
     alias = slot_alias(slot)
-    r, c = (t.to_metadata(MetaData(), schema=alias) for t in (spooled, codes))
+    r, c = (t.to_metadata(MetaData(), schema=alias) for t in _tables())
     m = Table(
         f"{alias}_codes",
         MetaData(),

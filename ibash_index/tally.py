@@ -26,7 +26,6 @@ DATE_TIME = frozenset({"DA", "DT", "TM"})
 PHI_VRS = frozenset({"PN", "DA", "DT", "TM", "UI"})
 PRIVATE_TEXT = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
 
-_UNSEEN = object()
 # A (tag, private creator) as one int: the tag, plus the creator's number (Profile.creator_id) << 32.
 # Ints hash for nothing, where tuples of a tag and a string were a fifth of a worker's time.
 Key = int
@@ -35,6 +34,9 @@ TAG_MASK = (1 << CREATOR_SHIFT) - 1
 Context = tuple[str, str, str]  # (site or '', study UID or '', series UID or '')
 # A phi group: (tag as phi.sql shows it, name, creator, category, action); see batch_2_phi.sql.
 PhiGroup = tuple[str, str, str, str, str]
+# What a (tag, creator, VR) adds: its key, whether summary_values counts its values, its phi group, and its
+# (creator, group) in summary_private (None for public tags).
+RowFacts = tuple[Key, bool, PhiGroup | None, tuple[str, str] | None]
 
 
 class Profile:
@@ -42,10 +44,9 @@ class Profile:
 
     def __init__(self, rows: tuple[tuple[str, str, str], ...]) -> None:
         self.rows = rows  # (tag, tag_hex, basic_profile) from ps315_attributes; pickled for the workers
-        self.groups: dict[tuple[Key, str], PhiGroup | None] = {}  # what phi_group found, per process
-        self.odd_groups: dict[int, str] = {}  # tag -> its group as summary_private shows it
         self.creator_ids: dict[str, int] = {"": 0}  # private creator -> its number in keys, per process
         self.creators: list[str] = [""]
+        self.facts: dict[tuple[int, str | None, str], RowFacts] = {}  # (tag, creator, VR) -> row_facts, per process
         self._exact: dict[str, list[str]] = {}
         self._patterns: list[tuple[re.Pattern[str], str]] = []
         for tag, tag_hex, action in rows:
@@ -73,12 +74,21 @@ class Profile:
             self.creators.append(creator)
         return cid
 
-    def phi_group(self, pk: tuple[Key, str]) -> PhiGroup | None:
+    def row_facts(self, tag: int, creator: str | None, vr: str) -> RowFacts:
+        """What a row with this tag, private creator and VR adds to the tallies besides its value (kept in `facts`)."""
+        if creator:
+            key = tag | (self.creator_id(creator) << CREATOR_SHIFT)
+            odd = (creator, f"{tag >> 16:04X}")  # its group as summary_private shows it
+        else:
+            key, odd = tag, None
+        facts = (key, vr not in NO_SITE_VALUES, self.phi_group(tag, creator or "", vr), odd)
+        self.facts[tag, creator, vr] = facts
+        return facts
+
+    def phi_group(self, tag: int, creator: str, vr: str) -> PhiGroup | None:
         """The phi group of a (tag, creator) with this VR, or None when phi.sql would not list it."""
         from .store import tag_values
 
-        key, vr = pk
-        tag, creator = key & TAG_MASK, self.creators[key >> CREATOR_SHIFT]
         facts = tag_values(tag, creator)
         action = self.action(tag, creator, facts["tag_text"], facts["tag_hex"])
         group: PhiGroup | None = None
@@ -95,7 +105,6 @@ class Profile:
                 category = "private text"
             shown_tag = facts["private_tag"] or facts["tag_text"]
             group = (shown_tag, facts["keyword"] or facts["name"], creator, category, action or "")
-        self.groups[pk] = group
         return group
 
 
@@ -144,7 +153,12 @@ class Tally:
         self.__dict__.update(state)
 
     def count(self, result: FileResult, rows: list[tuple]) -> None:
-        """Add one indexed file (its rows in outcome.ROW_FIELDS order)."""
+        """Add one indexed file (its rows in outcome.ROW_FIELDS order).
+
+        What a row adds depends on its (tag, creator, VR) through its key, its phi group and
+        its private group: those come from one look-up in `Profile.facts`, built once per
+        process, since this loop runs once for every element of every file.
+        """
         h = result.header
         context = (h.get("site") or "", h.get("study_instance_uid") or "", h.get("series_instance_uid") or "")
         c = self.contexts.get(context)
@@ -152,10 +166,8 @@ class Tally:
             c = self.contexts[context] = Counts()
         f = len(self.paths)
         self.paths.append(result.path_bytes)
-        keys: set[Key] = set()
-        filled: set[Key] = set()
-        groups: set[PhiGroup] = set()
-        shown: set[tuple[str, str, str]] = set()
+        filled: set[Key] = set()  # keys of the rows with VM above 0
+        empty: set[Key] = set()  # keys of the others: a row adds its key to one set, not two
         long_shown: dict[tuple[str, str, str], int] = {}
         private: list[tuple[str, str]] = []
         # Keys are collected in lists and counted in C (Counter.update) at the end.
@@ -165,20 +177,14 @@ class Tally:
         nested: list[PhiGroup] = []
         phi_values: list[tuple] = []
         numbers, long = c.numbers, c.long
-        profile = self.profile
-        phi_of, phi_group, odd_groups = profile.groups, profile.phi_group, profile.odd_groups
-        creator_ids = profile.creator_ids
+        known, facts_of = self.profile.facts, self.profile.row_facts
         for seq, _p, _i, depth, tag, creator, vr, vm, value, number, _n, digest, _d, _e, _f in rows:
-            if creator:
-                cid = creator_ids.get(creator)
-                key = tag | ((cid if cid is not None else profile.creator_id(creator)) << CREATOR_SHIFT)
-                g = odd_groups.get(tag)
-                if g is None:
-                    g = odd_groups[tag] = f"{tag >> 16:04X}"
-                private.append((creator, g))
-            else:
-                key = tag
-            keys.add(key)
+            facts = known.get((tag, creator, vr))
+            if facts is None:
+                facts = facts_of(tag, creator, vr)
+            key, in_values, group, odd = facts
+            if odd is not None:
+                private.append(odd)
             if depth == 0:
                 v = value if value is not None else digest if digest is not None else ""
                 if len(v) <= LONG:
@@ -192,34 +198,30 @@ class Tally:
                     long.append(("series", key, vr, v, number, f, seq))
             if vm > 0:
                 filled.add(key)
-                if value is not None and vr not in NO_SITE_VALUES:
+                if value is not None and in_values:
                     if len(value) <= LONG:
                         values.append((key, value))
                     else:
                         long.append(("values", key, value, f, seq))
-                pk = (key, vr)
-                group = phi_of.get(pk, _UNSEEN)
-                if group is _UNSEEN:
-                    group = phi_group(pk)
                 if group is not None:
-                    groups.add(group)
                     (top if depth == 0 else nested).append(group)
                     if value is not None:
                         if len(value) <= LONG:
                             phi_values.append((group, value))
-                            shown.add((group[0], group[2], value))
                         else:
                             long.append(("phi_values", group, value, f, seq))
                             long_shown.setdefault((group[0], group[2], value), seq)  # rows come in seq order
-        c.tags.update(keys)
+            else:
+                empty.add(key)
+        c.tags.update(filled | empty)
         c.filled.update(filled)
         c.series.update(series)
         c.values.update(values)
-        c.phi.update(groups)
+        c.phi.update({*top, *nested})
         c.phi_top.update(top)
         c.phi_nested.update(nested)
         c.phi_values.update(phi_values)
-        c.phi_shown.update(shown)
+        c.phi_shown.update({(group[0], group[2], value) for group, value in set(phi_values)})
         c.private.update(private)
         c.private_instances.update(set(private))
         long.extend(("phi_shown", *sk, f, s) for sk, s in long_shown.items())

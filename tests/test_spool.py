@@ -8,6 +8,7 @@ import shutil
 import signal
 import sqlite3
 import stat
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_rows_taken_by_a_spool_come_back_unchanged(tmp_path: Path) -> None:
             if result.status != "indexed":
                 continue
             rows = list(result.rows)
-            writer.take(result)
+            writer.take([result])
             assert result.rows == [] and result.spooled is not None
             assert result.element_count == len(rows)
             assert spools.read(result.spooled) == rows
@@ -52,6 +53,38 @@ def test_rows_taken_by_a_spool_come_back_unchanged(tmp_path: Path) -> None:
     assert not spool_folders(tmp_path / "x.db"), "the spool folder is removed afterwards"
 
 
+def test_a_batch_is_taken_in_one_transaction(tmp_path: Path) -> None:
+    """take() of a batch: each file gets its own range, its rows back, and the keys no file before it reported."""
+    root = make_tree(tmp_path / "data")
+    results = indexed(root)
+    rows = [list(result.rows) for result in results]
+    with spools_for(str(tmp_path / "x.db"), 1) as spools:
+        writer = spools.writer(0)
+        writer.take(results)
+        reported: set[tuple[int, str]] = set()
+        for result, file_rows in zip(results, rows):
+            assert result.rows == [] and result.spooled is not None
+            assert spools.read(result.spooled) == file_rows
+            assert reported.isdisjoint(result.new_tags)
+            reported |= set(result.new_tags)
+            assert keys_of(file_rows) <= reported, "a file reports the keys it is the first to use"
+        ranges = [(r.spooled.first, r.spooled.last) for r in results if r.spooled is not None]
+        assert all(a[1] + 1 == b[0] for a, b in pairwise(ranges)), "one range after another"
+        writer.close()
+
+
+def test_a_failing_batch_turns_each_file_into_an_error(tmp_path: Path) -> None:
+    """A spool write that fails fails every file of the batch: none keeps rows or a range."""
+    root = make_tree(tmp_path / "data")
+    results = indexed(root)[:3]
+    with spools_for(str(tmp_path / "x.db"), 1) as spools:
+        writer = spools.writer(0)
+        writer.conn.close()  # every write now fails
+        writer.take(results)
+    assert [(r.status, r.rows, r.spooled) for r in results] == [("error", [], None)] * len(results)
+    assert all((r.reason or "").startswith("cannot spool: ") for r in results)
+
+
 def test_a_failing_spool_turns_the_file_into_an_error(tmp_path: Path) -> None:
     """A spool that cannot be written (disk full) gives an error for the file, with a reason, and keeps no rows."""
     root = make_tree(tmp_path / "data")
@@ -60,7 +93,7 @@ def test_a_failing_spool_turns_the_file_into_an_error(tmp_path: Path) -> None:
         writer = spools.writer(0)
         writer.conn.close()  # every write now fails
         result = read_file(os.fsencode(path), str(root), ExtractOptions())
-        writer.take(result)
+        writer.take([result])
     assert (result.status, result.rows, result.spooled) == ("error", [], None)
     assert result.reason is not None and result.reason.startswith("cannot spool: ")
 
@@ -93,7 +126,7 @@ def spooling_then_dying_reader(path: bytes, root: str, options: ExtractOptions) 
     result = read_file(path, root, options)
     if path.endswith(b"victim.dcm"):
         (spool,) = Path(os.environ["IBASH_TEST_DB"]).parent.glob(".x.db.spool-*/0.db")
-        SpoolWriter(str(spool), 0).put(result.rows)
+        SpoolWriter(str(spool), 0).put([result.rows])
         os.kill(os.getpid(), signal.SIGKILL)
     return result
 
@@ -140,7 +173,7 @@ def test_rows_with_every_column_set_come_back_unchanged(tmp_path: Path) -> None:
         writer = spools.writer(0)
         for rows in (ODD_ROWS, ODD_ROWS[::-1], ODD_ROWS[:1]):
             result = FileResult(b"x.dcm", "", "indexed", rows=list(rows))
-            writer.take(result)
+            writer.take([result])
             assert result.spooled is not None and result.spooled.count == len(rows)
             assert spools.read(result.spooled) == list(rows)
         writer.close()
@@ -194,7 +227,7 @@ def test_workers_sharing_a_slot_share_its_codes(tmp_path: Path) -> None:
         reported: list[set[tuple[int, str]]] = [set(), set()]
         for i, result in enumerate(results):
             rows, w = list(result.rows), i % 2
-            writers[w].take(result)
+            writers[w].take([result])
             assert result.spooled is not None and spools.read(result.spooled) == rows
             assert reported[w].isdisjoint(result.new_tags), "a writer reports a key once"
             reported[w] |= set(result.new_tags)
@@ -214,13 +247,13 @@ def test_a_failed_put_forgets_its_codes(tmp_path: Path) -> None:
     with spools_for(str(tmp_path / "x.db"), 1) as spools:
         writer, other = spools.writer(0), spools.writer(0)
         bad = FileResult(b"bad.dcm", "", "indexed", rows=[(*row[:8], object(), *row[9:])])  # cannot be bound
-        writer.take(bad)
+        writer.take([bad])
         assert bad.status == "error" and bad.reason is not None and bad.reason.startswith("cannot spool: ")
         first = FileResult(b"other.dcm", "", "indexed", rows=[ODD_ROWS[0]])
-        other.take(first)  # takes the code number the failed write had used
+        other.take([first])  # takes the code number the failed write had used
         rows = [row, ODD_ROWS[0]]
         good = FileResult(b"good.dcm", "", "indexed", rows=list(rows))
-        writer.take(good)
+        writer.take([good])
         assert good.spooled is not None and spools.read(good.spooled) == rows
         assert set(good.new_tags) == keys_of(rows), "the failed write reported nothing"
         writer.close()
@@ -246,11 +279,11 @@ def test_a_code_whose_tag_row_comes_later_is_mapped_then(tmp_path: Path) -> None
             ).scalar_one()
         with spools_for(db, 1) as spools:
             killed, worker = spools.writer(0), spools.writer(0)
-            killed.put([(0, None, None, *key, 1, "left behind", None, 11, None, None, None, None)])
+            killed.put([[(0, None, None, *key, 1, "left behind", None, 11, None, None, None, None)]])
             expected = {r.path_bytes: list(r.rows) for r in (first, second)}
             writer = Writer(engine, build_id, {}, spools)
             for result in (first, second):  # the first batch maps the left code before its tag row exists
-                worker.take(result)
+                worker.take([result])
                 writer.write([result])
             writer.close()
             killed.close()
