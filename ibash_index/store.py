@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import migrate, summaries
+from .dictionary import tag_values
 from .direct import build_lock as direct_build_lock
 from .direct import check_index, check_path, connect_readonly, is_url, not_a_database
 from .errors import BuildLocked, IbashError
@@ -658,36 +659,6 @@ def _retryable(exc: DBAPIError) -> bool:
     code = getattr(exc.orig, "sqlstate", None)
     # 23503: a row another builder just removed (an emptied series, an unused tag) was referenced.
     return code in ("40P01", "40001", "23503") or "database is locked" in str(exc.orig)
-
-
-def tag_values(tag: int, creator: str | None) -> dict[str, Any]:
-    """Dictionary facts for a tag row: names from pydicom's public or private dictionary."""
-    import pydicom.datadict as dd
-
-    group, elem = tag >> 16, tag & 0xFFFF
-    values: dict[str, Any] = {
-        "tag_text": f"({group:04X},{elem:04X})",
-        "tag_hex": f"{group:04X}{elem:04X}",
-        "private_tag": None,
-        "keyword": "",
-        "name": "",
-        "dictionary_vr": None,
-        "dictionary_vm": None,
-        "retired": 0,
-    }
-    if group & 1:
-        if 0x0010 <= elem <= 0x00FF:
-            values["name"] = "Private Creator"
-        elif elem >= 0x1000:
-            values["private_tag"] = f"({group:04X},xx{elem & 0xFF:02X})"
-            with contextlib.suppress(KeyError, ValueError):
-                vr, vm, name, retired = dd.get_private_entry(tag, creator or "")
-                values.update(name=name, dictionary_vr=vr, dictionary_vm=vm, retired=int(bool(retired)))
-        return values
-    with contextlib.suppress(KeyError):
-        vr, vm, name, retired, keyword = dd.get_entry(tag)
-        values.update(keyword=keyword, name=name, dictionary_vr=vr, dictionary_vm=vm, retired=int(bool(retired)))
-    return values
 
 
 def _int(value: Any) -> int | None:

@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .dictionary import tag_values
+
 if TYPE_CHECKING:
     from .outcome import FileResult
 
@@ -87,8 +89,6 @@ class Profile:
 
     def phi_group(self, tag: int, creator: str, vr: str) -> PhiGroup | None:
         """The phi group of a (tag, creator) with this VR, or None when phi.sql would not list it."""
-        from .store import tag_values
-
         facts = tag_values(tag, creator)
         action = self.action(tag, creator, facts["tag_text"], facts["tag_hex"])
         group: PhiGroup | None = None
