@@ -23,8 +23,8 @@ from sqlalchemy.exc import DBAPIError
 
 from . import migrate, summaries
 from .dictionary import tag_values
+from .direct import BUSY_TIMEOUT_MS, check_index, check_path, connect_readonly, is_url, not_a_database
 from .direct import build_lock as direct_build_lock
-from .direct import check_index, check_path, connect_readonly, is_url, not_a_database
 from .errors import BuildLocked, IbashError
 from .reports import install_reports
 from .schema import elements, files, instances, series, studies, tags
@@ -95,7 +95,7 @@ def _create_private(path: str, shown: str) -> None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     with contextlib.suppress(Exception):  # read-only connections cannot change the journal mode
         cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
