@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from tqdm import tqdm
 
 from . import __version__
 from .errors import IbashError
@@ -41,10 +40,14 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 
 
 class _TqdmHandler(logging.Handler):
-    """Log through tqdm.write so records do not tear a progress bar."""
+    """Log through tqdm.write so records do not tear a progress bar (no bar yet: tqdm is not even imported)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record), file=sys.stderr)
+        tqdm = sys.modules.get("tqdm")
+        if tqdm is None:
+            sys.stderr.write(self.format(record) + "\n")
+        else:
+            tqdm.tqdm.write(self.format(record), file=sys.stderr)
 
 
 def _setup_logging(verbose: int, debug: bool) -> None:
@@ -203,10 +206,13 @@ def sample(
 
 
 class _ProgressBar:
-    """A tqdm bar on stderr, silent when not a terminal or with --quiet."""
+    """A tqdm bar on stderr, silent when not a terminal or with --quiet.
+
+    tqdm is imported with the first bar: it costs a few hundredths of a second at every start.
+    """
 
     def __init__(self, unit: str, quiet: bool) -> None:
-        self.bar: tqdm | None = None
+        self.bar: Any = None
         self.unit = unit
         self.disable = quiet or not sys.stderr.isatty() or bool(os.environ.get("CI"))
 
@@ -221,6 +227,8 @@ class _ProgressBar:
         if self.disable:
             return
         if self.bar is None:
+            from tqdm import tqdm
+
             self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, dynamic_ncols=True)
         self.bar.n = done
         self.bar.refresh() if done == total else self.bar.update(0)
@@ -229,6 +237,8 @@ class _ProgressBar:
         if self.disable:
             return
         if self.bar is None:
+            from tqdm import tqdm
+
             self.bar = tqdm(unit=self.unit, file=sys.stderr, dynamic_ncols=True)
         self.bar.update(n)
 
