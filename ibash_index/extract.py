@@ -419,7 +419,8 @@ def looks_like_dicom(head: bytes) -> bool:
 
     Without the marker the first element must be in a group that starts a data set and have
     either a known VR (explicit VR) or a small length (implicit VR): `.DS_Store` files start
-    with (0000,0100), so the group alone is not enough.
+    with (0000,0100), so the group alone is not enough. A group length (gggg,0000) is 4 bytes
+    long: zero bytes, a failed copy or one cut inside its preamble, would read as (0000,0000).
     """
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
@@ -432,7 +433,8 @@ def looks_like_dicom(head: bytes) -> bool:
             continue
         if head[4:6] in _VR_BYTES:
             return True
-        if order == "little" and int.from_bytes(head[4:8], "little") <= FIRST_ELEMENT_MAX:
+        length = int.from_bytes(head[4:8], "little")
+        if order == "little" and length <= FIRST_ELEMENT_MAX and (elem != 0 or length == 4):
             return True
     return False
 
@@ -1393,6 +1395,10 @@ def _site_level(path: bytes, root: str, site_from: str) -> str | None:
 def _not_dicom_reason(head: bytes) -> str:
     if not head:
         return "not DICOM: empty file"
+    if 128 < len(head) < 132 and b"DICM".startswith(head[128:]):  # cut short, or a stray preamble
+        return f"not DICOM: no DICM marker, and the file ends at byte {len(head)}, inside where the marker would be"
+    if not any(head):
+        return f"not DICOM: no DICM marker, and the first {len(head):,} bytes are all zero"
     return "not DICOM: no DICM marker, and the first bytes are not a DICOM element"
 
 

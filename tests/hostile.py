@@ -378,6 +378,10 @@ def make_hostile(root: Path, *, bomb_mb: int = 600, deep_levels: int = 1000) -> 
     add("DICOMDIR", Path(pydicom.data.get_testdata_file("DICOMDIR")).read_bytes(), "indexed")
     # --- not DICOM ---------------------------------------------------------------------------
     add("empty.dcm", b"", "not_dicom", r"^not DICOM: empty file$")
+    zero = r"^not DICOM: no DICM marker, and the first [\d,]+ bytes are all zero$"
+    add("zeros.dcm", bytes(1000), "not_dicom", zero)  # a failed or preallocated copy
+    add("cut_in_preamble.dcm", dicom(43)[:50], "not_dicom", zero)
+    add("cut_in_dicm.dcm", dicom(44)[:130], "not_dicom", r"^not DICOM: no DICM marker, and the file ends at byte 130,")
     add("text.dcm", b"Patient list\nDoe, Jane\n", "not_dicom", r"^not DICOM")
     add("archive.dcm", _zip(), "not_dicom", r"^not DICOM")
     add(
