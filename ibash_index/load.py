@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, select, true, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import __version__, summaries
@@ -95,10 +95,13 @@ def _build(
     summary = BuildSummary()
     shard = json.dumps(list(options.shard) if options.shard else None)
     with engine.begin() as conn:
-        last = select(builds.c.status).order_by(builds.c.id.desc()).limit(1)
+        ours = true()
         if is_url(db):  # PostgreSQL: other builders of other roots may be running right now
-            last = last.where(builds.c.roots == json.dumps(roots), builds.c.options.contains(f'"shard": {shard}'))
+            ours = and_(builds.c.roots == json.dumps(roots), builds.c.options.contains(f'"shard": {shard}'))
+        last = select(builds.c.status).where(ours).order_by(builds.c.id.desc()).limit(1)
         unclean = conn.execute(last).scalar() not in (None, "complete")
+        # We hold the lock these builds held: one still "running" was killed before it could say so.
+        conn.execute(update(builds).where(ours, builds.c.status == "running").values(status="killed"))
         build_id = conn.execute(
             insert(builds)
             .values(

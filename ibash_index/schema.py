@@ -42,7 +42,12 @@ builds = Table(
     Column("id", Integer, primary_key=True),
     Column("started_at", Text, nullable=False, comment="UTC, ISO 8601"),
     Column("finished_at", Text, comment="UTC, ISO 8601; NULL while running or if killed"),
-    Column("status", Text, nullable=False, comment="running, complete, interrupted, failed"),
+    Column(
+        "status",
+        Text,
+        nullable=False,
+        comment="running, complete, interrupted, failed; killed: still running when the next build began",
+    ),
     Column("tool_version", Text, nullable=False),
     Column("pydicom_version", Text, nullable=False),
     Column("roots", Text, nullable=False, comment="JSON list of the folders crawled"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -12,10 +13,11 @@ from pathlib import Path
 import pydicom
 import pydicom.data
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 
 from ibash_index.build import BuildOptions, build
 from ibash_index.errors import BuildLocked
+from ibash_index.schema import builds
 from ibash_index.store import build_lock
 
 from .conftest import engine_for
@@ -72,6 +74,29 @@ def test_rerun_reads_nothing(tmp_path: Path, any_db: str) -> None:
     assert second.unchanged == len(SOURCES) + 1
     assert (second.indexed, second.elements, second.removed) == (0, 0, 0)
     assert snapshot(db) == before
+
+
+def test_a_killed_build_is_marked_by_the_next_one(tmp_path: Path, any_db: str) -> None:
+    """A build killed with SIGKILL cannot say so; the next build of the same roots, holding the same lock, does."""
+    root = make_tree(tmp_path / "data")
+    build([root], any_db, BuildOptions(workers=0))
+    engine = engine_for(any_db)
+    with engine.begin() as conn:  # what kill -9 leaves: the row as the build began it
+        conn.execute(text("UPDATE builds SET status = 'running', finished_at = NULL"))
+        first = conn.execute(select(builds)).mappings().one()
+        other = {**{k: v for k, v in first.items() if k != "id"}, "roots": '["/elsewhere"]'}
+        conn.execute(insert(builds).values(other))  # another folder's build: on PostgreSQL it may be running now
+    again = build([root], any_db, BuildOptions(workers=0))
+    assert again.unchanged == len(SOURCES) + 1
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT roots, status, finished_at IS NULL FROM builds ORDER BY id")).all()
+    engine.dispose()
+    other = "running" if "://" in any_db else "killed"  # SQLite: one build at a time holds the whole file
+    assert [tuple(r) for r in rows] == [
+        (json.dumps([str(root.resolve())]), "killed", True),
+        ('["/elsewhere"]', other, True),
+        (json.dumps([str(root.resolve())]), "complete", False),
+    ]
 
 
 def test_incremental_equals_clean_build(tmp_path: Path, any_db: str) -> None:
