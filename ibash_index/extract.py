@@ -157,7 +157,8 @@ class _Walker(_Rows):
         elif elem.VR == "SQ":
             row = _sequence_row(seq, parent, item, depth, tag, creator, len(elem.value), length, path)
         else:
-            row = _value_row(elem, tag, creator, seq, parent, item, depth, path, length, self.options.max_blob)
+            data = raw.value if isinstance(raw, RawDataElement) else None
+            row = _value_row(elem, tag, creator, seq, parent, item, depth, path, length, self.options.max_blob, data)
         self._keep(row)
         if elem is not None and elem.VR == "SQ":
             for i, child in enumerate(elem.value):
@@ -190,6 +191,9 @@ class _Walker(_Rows):
             if elem.VR not in CACHED_VRS:
                 return None
             known = _remember(key, elem, tuple(str(w.message) for w in caught))
+            if known is None:  # not cached (see _remember): the general path makes its row, say what pydicom said
+                for w in caught:
+                    warnings.warn(str(w.message), UserWarning, stacklevel=1)
         return known
 
     def _charset(self, ds: Dataset, tag: int) -> Any:
@@ -244,16 +248,35 @@ _KNOWN_VALUES: dict[tuple, tuple] = {}
 _KNOWN_OLD: dict[tuple, tuple] = {}
 
 
-def _remember(key: tuple, elem: DataElement, messages: tuple[str, ...]) -> tuple:
-    """Cache what a converted text or number value turns into: (vr, vm, text, number, warnings)."""
+def _remember(key: tuple, elem: DataElement, messages: tuple[str, ...]) -> tuple | None:
+    """Cache what a converted text or number value turns into: (vr, vm, text, number, warnings).
+
+    None for text decoded with replacement characters: its row is flagged and keeps the bytes (`_value_row`).
+    """
     vm = elem.VM
     number = None
     if vm == 1 and elem.VR in NUMERIC_VRS:
         with contextlib.suppress(TypeError, ValueError, OverflowError):
             number = float(elem.value)
-    known = (elem.VR, vm, value_text(elem.value), number, messages)
+    text = value_text(elem.value)
+    if _replaced(text, key[-1]):
+        return None
+    known = (elem.VR, vm, text, number, messages)
     _keep_known(key, known)
     return known
+
+
+REPLACED = (
+    "replacement characters: bytes that are not valid in the Specific Character Set were decoded as U+FFFD, "
+    "as pydicom does; the raw bytes are in data"
+)
+
+
+def _replaced(text: str | None, raw: Any) -> bool:
+    """Whether decoding put U+FFFD into the text (the bytes had none: EF BF BD is U+FFFD in UTF-8)."""
+    if not text or "\ufffd" not in text or not isinstance(raw, bytes):
+        return False
+    return text.count("\ufffd") > raw.count(b"\xef\xbf\xbd")
 
 
 def _known(key: tuple) -> tuple | None:
@@ -299,8 +322,12 @@ def _value_row(
     path: str | None,
     length: int | None,
     max_blob: int,
+    raw: bytes | None = None,
 ) -> tuple:
-    """The row of a converted value: text and number, or the length and hash of a binary one."""
+    """The row of a converted value: text and number, or the length and hash of a binary one.
+
+    `raw`, the value's bytes as stored: text decoded with replacement characters keeps them, flagged.
+    """
     vr = elem.VR
     value = elem.value
     if vr in BINARY_VRS or isinstance(value, (bytes, bytearray)):
@@ -318,6 +345,8 @@ def _value_row(
             number = float(value)
         except (TypeError, ValueError, OverflowError):
             number = None
+    if _replaced(text, raw):
+        return (seq, parent, item, depth, tag, creator, vr, vm, text, number, length, _sha1(raw), raw, path, REPLACED)
     return (seq, parent, item, depth, tag, creator, vr, vm, text, number, length, None, None, path, None)
 
 
@@ -741,7 +770,7 @@ def _extract_fast(
         walker.walk(top, None, None, 0, "")
         site = _fast_site(walker.rows[first:], path, root, options.site_from)
         messages = [str(w.message) for w in caught] + walker.messages
-    return _finish(result, walker, site, [], messages, flagged=0)  # the fast path flags nothing: it falls back
+    return _finish(result, walker, site, [], messages, flagged=walker.flagged)
 
 
 def _implicit_vr(transfer_syntax: Any) -> bool:
@@ -816,6 +845,7 @@ class _FastWalker(_Rows):
         self.data = data
         self.caught = caught  # the warnings pydicom gives while converting (the enclosing catch_warnings)
         self.messages: list[str] = []  # warnings of values converted for an earlier file, said again
+        self.flagged = 0  # rows of text decoded with replacement characters (pydicom's errors fall back)
         self.defer = pydicom.misc.size_in_bytes(options.defer_size)
         self.direct = _direct_decoding()
 
@@ -981,14 +1011,18 @@ class _FastWalker(_Rows):
             elem = self.convert(level, element)
             if elem.VR in CACHED_VRS:
                 known = _remember(key, elem, tuple(str(w.message) for w in self.caught[n:]))
-                return _known_row(known, seq, parent, item, depth, tag, creator, row_length, path)
+                if known is not None:
+                    return _known_row(known, seq, parent, item, depth, tag, creator, row_length, path)
         elif value and key_vr in _PLAIN_BINARY_VRS and self.direct and length != UNDEFINED:
             # what pydicom's conversion gives: the bytes as they are (see _value_row)
             return _raw_row(key_vr, length, value, None, where, path, self.options.max_blob)
         else:
             elem = self.convert(level, element)
         row_length = None if early else length
-        return _value_row(elem, tag, creator, seq, parent, item, depth, path, row_length, self.options.max_blob)
+        raw = None if deferred else value  # as _Walker has it: pydicom keeps no bytes of a deferred value
+        row = _value_row(elem, tag, creator, seq, parent, item, depth, path, row_length, self.options.max_blob, raw)
+        self.flagged += row[14] is not None
+        return row
 
 
 _CREATORS: dict[tuple, tuple[str, tuple[str, ...]]] = {}  # private creator text and warnings, per raw value

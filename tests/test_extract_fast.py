@@ -25,7 +25,7 @@ from ibash_index import extract
 from ibash_index.extract import ExtractOptions, read_file
 
 from .conftest import corpora_or_skip
-from .hostile import make_hostile
+from .hostile import MR, dicom, encode, item, make_hostile, text, ui
 from .test_hostile import remove_deep
 
 
@@ -194,3 +194,33 @@ def test_the_value_cache_stays_bounded(sample, monkeypatch: pytest.MonkeyPatch) 
         read_file(os.fsencode(f.path), str(sample.root), ExtractOptions())
         assert len(extract._KNOWN_VALUES) <= 500 and len(extract._KNOWN_OLD) <= 500
     assert extract._KNOWN_OLD  # it did roll over
+
+
+def test_text_decoded_with_replacement_characters_is_flagged(tmp_path: Path) -> None:
+    """Bytes that are not valid in the character set: pydicom's text (U+FFFD), flagged, the bytes kept.
+
+    A real U+FFFD in UTF-8 text is a value like any other. Both read paths agree, also inside a sequence.
+    """
+    latin1 = text("Caf\xe9^Ren\xe9", "latin-1")  # Latin-1 bytes where the data set says UTF-8
+    genuine = text("Caf\ufffd^Ok", "utf-8")
+    item_body = encode([(0x00081150, "UI", ui(MR)), (0x00100010, "PN", latin1)])
+    cases = {
+        "latin1_in_utf8.dcm": {0x00100010: (0x00100010, "PN", latin1)},
+        "genuine_fffd.dcm": {0x00100010: (0x00100010, "PN", genuine)},
+        "in_a_sequence.dcm": {0x00081140: (0x00081140, "SQ", item(item_body))},
+    }
+    paths = []
+    for n, (name, replace) in enumerate(cases.items()):
+        replace[0x00080005] = (0x00080005, "CS", text("ISO_IR 192"))
+        (tmp_path / name).write_bytes(dicom(70 + n, replace=replace))
+        paths.append(os.fsencode(tmp_path / name))
+    assert differential(paths, str(tmp_path)) == (3, 3)
+    for path, expect in zip(paths, [1, 0, 1]):
+        rows = read_file(path, str(tmp_path), ExtractOptions()).rows
+        flagged = [row for row in rows if row[14] is not None]
+        assert len(flagged) == expect, path
+        for row in flagged:
+            assert row[14] == extract.REPLACED and row[4] == 0x00100010
+            assert row[8] == "Caf\ufffd^Ren\ufffd" and row[12] == latin1 and row[11] is not None
+        (name_row,) = [row for row in rows if row[4] == 0x00100010 and row[3] == 0]
+        assert name_row[8] == str(pydicom.dcmread(os.fsdecode(path))[0x00100010].value)  # pydicom's text, as ever
