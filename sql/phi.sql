@@ -4,8 +4,8 @@
 --   code), person names, dates and times, UIDs, and private elements that hold text. Only
 --   elements with a value count, at any depth (found_in says whether inside sequences).
 --   instances and distinct_values count per site and tag; values stay hidden unless
---   show_values is set, then each value gets its own row with value_instances.
--- param show_values: any text (e.g. 1) to list the values themselves [default: '']
+--   show_values is 1, yes or true, then each value gets its own row with value_instances.
+-- param show_values: 1, yes or true to list the values themselves (anything else hides them) [default: '']
 -- param site: only this site (exact name) [default: '']
 WITH distinct_values AS (
     -- The build keeps summary_phi_* (see sql/maintenance) with the elements that may identify a
@@ -33,7 +33,7 @@ found AS (
 shown AS (
     SELECT s.site, s.tag, s.private_creator, s.value, CAST(SUM(s.instances) AS INTEGER) AS value_instances
     FROM summary_phi_shown AS s
-    WHERE :show_values <> '' AND (:site = '' OR s.site = :site)
+    WHERE LOWER(:show_values) IN ('1', 'yes', 'true') AND (:site = '' OR s.site = :site)
     GROUP BY s.site, s.tag, s.private_creator, s.value
 )
 SELECT f.site, f.tag, f.name, f.private_creator, f.category, f.action, f.found_in,

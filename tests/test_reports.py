@@ -493,15 +493,18 @@ def _phi_expected(oracle: list[Element], show_values: bool) -> list[tuple[Any, .
     return sorted(out, key=repr)
 
 
-@pytest.mark.parametrize("show_values", ["", "1"])
-def test_phi(db: str, oracle: list[Element], headers: dict[str, dict[str, Any]], show_values: str) -> None:
+@pytest.mark.parametrize(
+    ("show_values", "shown"),
+    [("", False), ("1", True), ("0", False), ("no", False), ("false", False), ("yes", True), ("TRUE", True)],
+)
+def test_phi(db: str, oracle: list[Element], headers: dict[str, dict[str, Any]], show_values: str, shown: bool) -> None:
     """phi: every identifying element per site with its action code and counts; values only when asked."""
     rows = rows_of(db, "phi", show_values=show_values)
     columns = ("site", "tag", "private_creator", "category", "action", "found_in", "instances", "distinct_values",
                "value", "value_instances")  # fmt: skip
     got = sorted((tuple(r[c] for c in columns) for r in rows), key=repr)
-    assert got == _phi_expected(oracle, bool(show_values))
-    if not show_values:
+    assert got == _phi_expected(oracle, shown)
+    if not shown:
         assert all(r["value"] is None for r in rows)
         return
     for keyword in ("PatientName", "PatientBirthDate", "PatientAddress", "InstitutionAddress"):
