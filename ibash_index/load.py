@@ -43,6 +43,7 @@ from .store import (
     defer_element_indexes,
     load_file_states,
     open_index,
+    refresh_statistics,
     restore_element_indexes,
 )
 
@@ -141,6 +142,8 @@ def _build(
         results = _reader(engine, to_read, options, extract_options, spools)
         _write_all(writer, direct, results, summary, len(to_read), progress)
         restore_element_indexes(engine)
+        if summary.indexed or summary.removed:
+            refresh_statistics(engine)
         writer.refresh_hierarchy(everything=unclean or options.full)
         status = "complete"
     except (KeyboardInterrupt, _Terminated) as exc:

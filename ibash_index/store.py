@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, delete, event, func, insert, inspect, or_, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, inspect, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from . import migrate, summaries
@@ -72,10 +72,17 @@ INSTANCE_COLUMNS = (
 def connect(db: str, *, create: bool = True, readonly: bool = False) -> Engine:
     """An engine for `db`, a path or a SQLAlchemy URL, checking that a path is usable first."""
     if is_url(db):
+        backend = make_url(db).get_backend_name()
+        if backend not in ("postgresql", "sqlite"):
+            raise IbashError(
+                f"an index lives in a SQLite file or a PostgreSQL database (postgresql+psycopg://…), not {backend}"
+            )
         return create_engine(db)
     path = check_path(db, create=create)
     if not os.path.exists(path):
         _create_private(path, db)
+    elif create and not readonly and os.path.getsize(path) == 0:  # an empty file (touch) becomes the index
+        os.chmod(path, 0o600)
     if readonly:
         engine = create_engine("sqlite://", creator=lambda: connect_readonly(path))
     else:
@@ -525,6 +532,16 @@ def defer_element_indexes(engine: Engine) -> None:
                 index.drop(conn, checkfirst=True)
 
 
+def refresh_statistics(engine: Engine) -> None:
+    """PostgreSQL plans on table statistics: after a bulk load, without ANALYZE, it plans for empty tables.
+
+    (autovacuum analyses later, too late for the build's own queries; SQLite needs none of this.)
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+
+
 def restore_element_indexes(engine: Engine) -> None:
     with engine.begin() as conn:
         for index in sorted(elements.indexes, key=lambda ix: ix.name or ""):
@@ -578,18 +595,21 @@ def _header_of(conn: Connection, path: str) -> dict[str, Any]:
     """The hierarchy values of one indexed file, read back from its top-level elements."""
     from .extract import HIERARCHY_TAGS, NUMBER_TAGS
 
+    of_file = select(instances.c.id, instances.c.site).join(files, files.c.id == instances.c.file_id)
+    instance = conn.execute(of_file.where(files.c.path == path)).first()
+    if instance is None:
+        return {"site": None}
+    # By instance id, not joined to files by path: PostgreSQL, planning on statistics from before a bulk
+    # load, ran that join for minutes.
     query = (
         select(tags.c.tag, elements.c.value, elements.c.number)
         .select_from(elements.join(tags, tags.c.id == elements.c.tag_id))
-        .join(instances, instances.c.id == elements.c.instance_id)
-        .join(files, files.c.id == instances.c.file_id)
-        .where(files.c.path == path, elements.c.depth == 0, tags.c.tag.in_(list(HIERARCHY_TAGS)))
+        .where(elements.c.instance_id == instance.id, elements.c.depth == 0, tags.c.tag.in_(list(HIERARCHY_TAGS)))
     )
     header: dict[str, Any] = {}
     for tag, value, number in conn.execute(query):
         header[HIERARCHY_TAGS[tag]] = number if tag in NUMBER_TAGS and number is not None else value
-    site = select(instances.c.site).join(files, files.c.id == instances.c.file_id).where(files.c.path == path)
-    header["site"] = conn.execute(site).scalar()
+    header["site"] = instance.site
     return header
 
 
