@@ -13,6 +13,7 @@ answered by `rebuild.py` without importing either, so that it takes a blink, not
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -77,6 +78,20 @@ class BuildOptions:
     timeout: float = 120.0
     max_memory_mb: int = 2048
     shard: tuple[int, int] | None = None  # (K, N): only files whose relative path hashes to K of N
+
+    def check(self) -> None:
+        """Refuse values that would index every file wrongly, or not at all, before anything is read."""
+        if self.workers < 0 or self.max_blob < 0 or self.max_memory_mb < 0 or not self.timeout > 0:
+            raise IbashError("--workers, --max-blob and --max-memory cannot be negative; --timeout must be above 0")
+        site = self.site_from
+        if site.startswith("level:"):
+            if not (site[6:].isdigit() and int(site[6:]) >= 1):
+                raise IbashError(f"--site-from level:N takes a folder level of 1 or more (level:1); got {site!r}")
+        elif site != "InstitutionName":
+            import pydicom.datadict  # only here: the default needs no check, and reruns no pydicom
+
+            if pydicom.datadict.tag_for_keyword(site) is None:
+                raise IbashError(f"--site-from takes a DICOM keyword such as StationName, or level:N; got {site!r}")
 
 
 def in_shard(path: bytes, root: str, shard: tuple[int, int] | None) -> bool:
@@ -176,6 +191,10 @@ def build(
     `progress(done, total)` is called as files are read (total = files to read).
     """
     options = options or BuildOptions()
+    options.check()
+    if not is_url(db) and os.path.isfile(db) and os.path.getsize(db) == 0:  # an empty file (touch) becomes
+        with contextlib.suppress(OSError):  # the index: private, as a new one is
+            os.chmod(db, 0o600)
     started = time.monotonic()
     resolved = resolve_roots(roots)
     try:

@@ -18,13 +18,13 @@ import typer
 
 from . import __version__
 from .errors import IbashError
+from .private import open_private
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 # pretty_exceptions_show_locals=False: locals in a traceback could show patient data.
 app = typer.Typer(
-    help="Index folders of DICOM files into a SQL database you can question.",
-    no_args_is_help=True,
+    no_args_is_help=True,  # the help is the callback's docstring, with its example
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -86,19 +86,45 @@ def main(
 
 
 def _user_errors(func: F) -> F:
-    """Turn an IbashError into one line on stderr and exit 1 (or the error's own code)."""
+    """Turn an IbashError, or an error about what the user named, into one line on stderr and exit 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except IbashError as exc:
-            if _state["debug"]:
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, IbashError) else _user_error(exc)
+            if message is None or _state["debug"]:
                 raise
-            typer.echo(f"Error: {_safe(str(exc))}", err=True)
+            typer.echo(f"Error: {_safe(message)}", err=True)
             raise typer.Exit(getattr(exc, "exit_code", 1)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# Optional packages, and the extra that installs each (pyproject.toml).
+_EXTRAS = {"psycopg": "postgres", "pyarrow": "parquet", "datasette": "web", "playwright": "web"}
+
+
+def _user_error(exc: Exception) -> str | None:
+    """The line for an error that comes from a path, URL or package the user gave (None: a bug, let it through)."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and not exc.name.startswith("ibash_index"):
+        package = exc.name.split(".")[0]
+        extra = _EXTRAS.get(package)
+        hint = f"pip install 'ibash-index[{extra}]'" if extra else f"pip install {package}"
+        return f"this needs the package {package}, which is not installed: {hint}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"cannot use {exc.filename}: {exc.strerror or exc}"
+    if type(exc).__module__.startswith("sqlalchemy") and type(exc).__name__ in (
+        "OperationalError",
+        "InterfaceError",
+        "ArgumentError",
+        "NoSuchModuleError",
+    ):  # a database URL that cannot be used: the driver's first line says why (never the password)
+        cause = getattr(exc, "orig", None) or exc
+        lines = str(cause).strip().splitlines()
+        return f"cannot use the database: {lines[0] if lines else type(cause).__name__}"
+    return None
 
 
 def _safe(text: str) -> str:
@@ -153,7 +179,7 @@ def build(
         timeout=timeout,
         max_memory_mb=max_memory,
         shard=_shard(shard),
-        **({"workers": workers} if workers >= 0 else {}),
+        **({"workers": workers} if workers != -1 else {}),
     )
     with _ProgressBar("files", quiet) as bar:
         summary = run_build([str(r) for r in roots], db, options, progress=bar.update)
@@ -167,6 +193,11 @@ def build(
             typer.echo(f"  {line}")
     if summary.errors and not quiet:
         typer.echo(f"see why with: ibash-index report errors --db {db}", err=True)
+    if "://" not in db and os.path.exists(db) and os.stat(db).st_mode & 0o077:
+        mode = oct(os.stat(db).st_mode & 0o777)[2:]
+        typer.echo(f"warning: other users can read {db} (mode {mode}); it holds patient data: chmod 600 {db}", err=True)
+    if summary.files_seen == 0 and summary.removed == 0:
+        raise IbashError(f"no files found under {', '.join(_safe(str(r)) for r in roots)}")
     if summary.indexed == 0 and summary.unchanged == 0 and summary.files_seen:
         raise IbashError("no DICOM file could be indexed")
 
@@ -361,8 +392,10 @@ def _emit(result: Any, fmt: str, output: Path | None) -> None:
     elif fmt == "markdown":
         text = _markdown(result.columns, result.rows)
     else:
+        # Cut to the terminal (80 columns for a pipe); written to a file (-o), nothing is cut.
         to_terminal = output is None and sys.stdout.isatty()
-        text = _table(result.columns, result.rows, shutil.get_terminal_size((80, 24)).columns if to_terminal else 80)
+        width = shutil.get_terminal_size((80, 24)).columns if to_terminal else 80 if output is None else 1 << 30
+        text = _table(result.columns, result.rows, width)
     # Excel reads a CSV file as UTF-8 only when it starts with a byte order mark.
     _write(text, output, bom=fmt == "csv")
     if output is not None:
@@ -374,7 +407,7 @@ def _write(text: str, output: Path | None, bom: bool = False) -> None:
         typer.echo(text, nl=False)
         return
     try:
-        with open(output, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fp:
+        with open_private(output, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fp:
             fp.write(text)
     except OSError as exc:
         raise IbashError(f"cannot write {output}: {exc.strerror}") from None
@@ -458,11 +491,13 @@ def _table(columns: list[str], rows: list[tuple[Any, ...]], width: int) -> str:
 
 def _blocks(heads: list[str], cells: list[list[str]], width: int) -> str:
     """One block of `column  value` lines per row, like psql's expanded display."""
+    if not cells:
+        return "(no rows)\n"
     label = min(max((_width(h) for h in heads), default=0), width // 3)
     out = []
     for n, row in enumerate(cells, start=1):
         title = f"-[ row {n} ]"
-        out.append(title + "-" * max(0, width - len(title)) + "\n")
+        out.append(title + "-" * max(0, min(width, 80) - len(title)) + "\n")
         for head, value in zip(heads, row):
             out.append(f"{_pad(_cut(head, label), label, False)}  {_cut(value, width - label - 2)}".rstrip() + "\n")
     return "".join(out)
@@ -502,8 +537,10 @@ def _csv(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
 
 
 def _is_number(text: str) -> bool:
+    """One number, or several joined by \\ as DICOM multi-values are (-0.6\\-120\\-120): no formula."""
     try:
-        float(text)
+        for part in text.split("\\"):
+            float(part)
     except ValueError:
         return False
     return True
@@ -553,7 +590,7 @@ def serve(
 ) -> None:
     """Browse the database in Datasette (read-only), with every saved report as a canned query.
 
-    Needs the web extra: pip install 'ibash-index[web]'.
+    Needs the web extra: pip install 'ibash-index\\[web]'.
 
     Example:
 

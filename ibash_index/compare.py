@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .private import open_private
 from .reports import QueryResult, find_report, run_report
 from .store import open_index
 
@@ -43,7 +44,9 @@ def compare(db: str, output: Path) -> Path:
             results = {name: run_report(conn, find_report(name), params) for name, _, params in SECTIONS}
     finally:
         engine.dispose()
-    output.write_text(render(results, Path(db).name if "://" not in db else db), encoding="utf-8")
+    page = render(results, Path(db).name if "://" not in db else db)
+    with open_private(output, "w", encoding="utf-8") as fp:
+        fp.write(page)
     return output
 
 

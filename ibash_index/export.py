@@ -7,6 +7,7 @@ large the index is. Column types are explicit, taken from the schema, never gues
 from __future__ import annotations
 
 import csv
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ def export(
 
     if fmt not in FORMATS:
         raise IbashError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:  # before anything is written
+        raise IbashError("Parquet export needs pyarrow: pip install 'ibash-index[parquet]' (or use --format csv)")
     engine = open_index(db, create=False, readonly=True)
     try:
         return _export(engine, out, _parquet if fmt == "parquet" else _csv, fmt, progress)
@@ -52,7 +55,7 @@ def export(
 def _export(
     engine: Engine, out: Path, writer: Callable, fmt: str, progress: Callable[[str, int], None] | None
 ) -> dict[str, int]:
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder is private: the files hold patient data
     sources = {t.name: {c.name: c for c in t.columns} for t in metadata.sorted_tables}
     sources["element_view"] = ELEMENT_VIEW
     counts = {}
@@ -79,11 +82,9 @@ def _arrow_type(sql_type: TypeEngine) -> Any:
 
 
 def _parquet(path: Path, columns: dict[str, Any], chunks: Iterator[list]) -> int:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise IbashError("Parquet export needs pyarrow: pip install 'ibash-index[parquet]'") from None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     schema = pa.schema([pa.field(name, _arrow_type(col.type)) for name, col in columns.items()])
     rows = 0
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:

@@ -176,7 +176,7 @@ elements = Table(
     Column("hash", Text, comment="SHA-1 of binary values"),
     Column("data", LargeBinary, comment="binary values up to --max-blob bytes"),
     Column("element_path", Text, comment="path inside sequences, e.g. Seq[0].Keyword; NULL at top level"),
-    Column("flag", Text, comment="why the value could not be decoded; the raw bytes are then in data"),
+    Column("flag", Text, comment="why the value could not be decoded exactly; the raw bytes are then in data"),
     comment="Every data element of every instance, at every depth. Read it through element_view.",
     sqlite_with_rowid=False,
 )

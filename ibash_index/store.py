@@ -81,8 +81,6 @@ def connect(db: str, *, create: bool = True, readonly: bool = False) -> Engine:
     path = check_path(db, create=create)
     if not os.path.exists(path):
         _create_private(path, db)
-    elif create and not readonly and os.path.getsize(path) == 0:  # an empty file (touch) becomes the index
-        os.chmod(path, 0o600)
     if readonly:
         engine = create_engine("sqlite://", creator=lambda: connect_readonly(path))
     else:

@@ -78,7 +78,8 @@ def serve(db: str, host: str = "127.0.0.1", port: int = 8001, extra_args: list[s
         except ValueError:  # not the main thread: the caller handles signals
             previous = None
         try:
-            return child.wait()
+            code = child.wait()
+            return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells report it
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

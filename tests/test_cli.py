@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,72 @@ class TestUserErrors:
         (tmp_path / "d").mkdir()
         (tmp_path / "d" / "a.txt").write_text("hello")
         user_error(["build", str(tmp_path / "d"), "--db", str(tmp_path / "x.db")], "no DICOM file", quiet_stdout=False)
+
+
+class TestMoreUserErrors:
+    """Paths, URLs and options that cannot work: one line and exit 1, never a traceback, before anything is written."""
+
+    @pytest.fixture(scope="class")
+    def db(self, tmp_path_factory: pytest.TempPathFactory) -> str:
+        root = make_tree(tmp_path_factory.mktemp("tree") / "d")
+        db = str(root.parent / "x.db")
+        assert runner.invoke(app, ["build", str(root), "--db", db, "--workers", "0"]).exit_code == 0
+        return db
+
+    def test_outputs_that_cannot_be_written(self, db: str, tmp_path: Path) -> None:
+        (tmp_path / "file").write_text("")
+        user_error(["compare", "--db", db, "-o", str(tmp_path / "no" / "x.html")], "x.html: No such file", False)
+        user_error(["export", str(tmp_path / "file"), "--db", db, "-f", "csv"], "file: File exists")
+        user_error(["sample", str(tmp_path / "file" / "s")], "cannot use")
+
+    def test_database_urls_that_cannot_be_used(self, tmp_path: Path) -> None:
+        root = str(make_tree(tmp_path / "d"))
+        refused = "postgresql+psycopg://me:secret@127.0.0.1:1/ibash"  # nothing listens on port 1
+        for args in (["build", root, "--db", refused], ["report", "sites", "--db", refused]):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 1 and "secret" not in result.output, result.output
+            assert result.stderr.startswith("Error: cannot use the database: ") and len(result.stderr.splitlines()) == 1
+        user_error(["report", "sites", "--db", "mysql://u:p@localhost/x"], "not mysql")
+
+    @pytest.mark.parametrize(
+        ("option", "match"),
+        [
+            (["--site-from", "level:abc"], "level:N takes a folder level"),
+            (["--site-from", "level:0"], "level:N takes a folder level"),
+            (["--site-from", "Nonsense"], "takes a DICOM keyword"),
+            (["--timeout", "0"], "--timeout must be above 0"),
+            (["--workers", "-5"], "cannot be negative"),
+            (["--max-blob", "-1"], "cannot be negative"),
+        ],
+    )
+    def test_options_are_checked_first(self, tmp_path: Path, option: list[str], match: str) -> None:
+        db = tmp_path / "x.db"
+        user_error(["build", str(make_tree(tmp_path / "d")), "--db", str(db), *option], match)
+        assert not db.exists()
+
+    def test_an_empty_folder(self, tmp_path: Path) -> None:
+        """A folder with no files at all (a wrong path, a copy not done yet) is an error too."""
+        (tmp_path / "empty").mkdir()
+        user_error(["build", str(tmp_path / "empty"), "--db", str(tmp_path / "x.db")], "no files found under", False)
+
+
+def test_files_holding_patient_data_are_private(tmp_path: Path) -> None:
+    """An empty file given as --db becomes a 0600 index; a readable one is warned about; exports are 0700."""
+    root = str(make_tree(tmp_path / "d"))
+    db = tmp_path / "touched.db"
+    db.touch(mode=0o644)
+    os.chmod(db, 0o644)
+    assert runner.invoke(app, ["build", root, "--db", str(db), "--workers", "0"]).exit_code == 0
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    os.chmod(db, 0o644)  # the owner's choice is kept, and named
+    result = runner.invoke(app, ["build", root, "--db", str(db)])
+    assert result.exit_code == 0 and "warning: other users can read" in result.stderr
+    assert stat.S_IMODE(db.stat().st_mode) == 0o644
+    assert runner.invoke(app, ["export", str(tmp_path / "out"), "--db", str(db), "-f", "csv"]).exit_code == 0
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o700
+    page = tmp_path / "compare.html"
+    assert runner.invoke(app, ["compare", "--db", str(db), "-o", str(page)]).exit_code == 0
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

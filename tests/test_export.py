@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from ibash_index.build import BuildOptions, build
+from ibash_index.errors import IbashError
 from ibash_index.export import export
 from ibash_index.reports import find_report
 from ibash_index.schema import metadata
@@ -70,3 +72,14 @@ def test_csv_export_has_headers_and_every_row(indexed: str, tmp_path: Path) -> N
     with open(tmp_path / "elements.csv", newline="") as fp:
         rows = list(csv.reader(fp))
     assert rows[0][:3] == ["instance_id", "seq", "parent_seq"] and len(rows) == written["elements"] + 1
+
+
+def test_without_pyarrow_parquet_export_says_how_and_writes_nothing(
+    indexed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parquet is the default format, and pyarrow an extra: say which, before making the folder."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else find_spec(name))
+    with pytest.raises(IbashError, match=r"pip install 'ibash-index\[parquet\]'"):
+        export(indexed, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

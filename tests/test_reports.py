@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import sqlite3
+import stat
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -827,6 +828,20 @@ class TestCli:
         assert {r[0] for r in rows[1:]} == set(SITES)
         formula = invoke("query", "SELECT :v AS v, '-1.5' AS n", "-p", "v==1+2", "-f", "csv", "--db", db).stdout
         assert list(csv.reader(io.StringIO(formula)))[1] == ["'=1+2", "-1.5"]
+        sql = "SELECT :a AS a, :b AS b"  # numbers joined by \ stay as they are; a cell reference does not
+        out = invoke("query", sql, "-p", "a=-0.6\\-120\\-1e3", "-p", "b=-E1\\2", "-f", "csv", "--db", db).stdout
+        assert list(csv.reader(io.StringIO(out)))[1] == ["-0.6\\-120\\-1e3", "'-E1\\2"]
+
+    def test_files_are_private_and_uncut(self, db: str, tmp_path: Path) -> None:
+        """-o writes owner-only files (patient data), and a table written to a file is never cut to 80 columns."""
+        target = tmp_path / "private-creators.txt"
+        invoke("report", "private-creators", "--output", str(target), "--db", db)
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600
+        text = target.read_text()
+        assert "…" not in text and max(width(line) for line in text.splitlines()) > 80
+        assert "…" in invoke("report", "private-creators", "--db", db).stdout  # on stdout: 80 columns
+        wide = "SELECT " + ", ".join(f"1 AS a_column_name_as_long_as_this_{i}" for i in range(12)) + " WHERE 0"
+        assert invoke("query", wide, "--db", db).stdout == "(no rows)\n"  # not nothing at all
 
     def test_csv_file_opens_in_spreadsheets(self, db: str, tmp_path: Path) -> None:
         """--output writes the file (UTF-8 with a byte order mark for CSV) and says so on stderr."""
