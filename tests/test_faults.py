@@ -268,6 +268,8 @@ def test_ctrl_c_and_sigterm_keep_committed_work(tmp_path: Path, how: str, code: 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,  # a process group of its own, like a job in a terminal
+        # with Ctrl-C as a terminal's job has it: a shell's background job (CI, nohup) inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for_rows(db, proc)
