@@ -85,7 +85,7 @@ class BuildOptions:
             raise IbashError("--workers, --max-blob and --max-memory cannot be negative; --timeout must be above 0")
         site = self.site_from
         if site.startswith("level:"):
-            if not (site[6:].isdigit() and int(site[6:]) >= 1):
+            if not (site[6:].isascii() and site[6:].isdigit() and int(site[6:]) >= 1):
                 raise IbashError(f"--site-from level:N takes a folder level of 1 or more (level:1); got {site!r}")
         elif site != "InstitutionName":
             import pydicom.datadict  # only here: the default needs no check, and reruns no pydicom

@@ -103,27 +103,19 @@ def _user_errors(func: F) -> F:
 
 
 # Optional packages, and the extra that installs each (pyproject.toml).
-_EXTRAS = {"psycopg": "postgres", "pyarrow": "parquet", "datasette": "web", "playwright": "web"}
+_EXTRAS = {"psycopg": "postgres", "pyarrow": "parquet", "datasette": "web"}
 
 
 def _user_error(exc: Exception) -> str | None:
-    """The line for an error that comes from a path, URL or package the user gave (None: a bug, let it through)."""
-    if isinstance(exc, ModuleNotFoundError) and exc.name and not exc.name.startswith("ibash_index"):
-        package = exc.name.split(".")[0]
-        extra = _EXTRAS.get(package)
-        hint = f"pip install 'ibash-index[{extra}]'" if extra else f"pip install {package}"
-        return f"this needs the package {package}, which is not installed: {hint}"
+    """The line for an error about a path the user named or an extra not installed (None: a bug, let it through).
+
+    Database URLs that cannot be used are IbashErrors already (store.connect, open_index).
+    """
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in _EXTRAS:
+        package = (exc.name or "").split(".")[0]
+        return f"this needs {package}, which is not installed: pip install 'ibash-index[{_EXTRAS[package]}]'"
     if isinstance(exc, OSError) and exc.filename is not None:
-        return f"cannot use {exc.filename}: {exc.strerror or exc}"
-    if type(exc).__module__.startswith("sqlalchemy") and type(exc).__name__ in (
-        "OperationalError",
-        "InterfaceError",
-        "ArgumentError",
-        "NoSuchModuleError",
-    ):  # a database URL that cannot be used: the driver's first line says why (never the password)
-        cause = getattr(exc, "orig", None) or exc
-        lines = str(cause).strip().splitlines()
-        return f"cannot use the database: {lines[0] if lines else type(cause).__name__}"
+        return f"cannot use {os.fsdecode(exc.filename)}: {exc.strerror or exc}"
     return None
 
 
@@ -193,10 +185,11 @@ def build(
             typer.echo(f"  {line}")
     if summary.errors and not quiet:
         typer.echo(f"see why with: ibash-index report errors --db {db}", err=True)
-    if "://" not in db and os.path.exists(db) and os.stat(db).st_mode & 0o077:
-        mode = oct(os.stat(db).st_mode & 0o777)[2:]
-        typer.echo(f"warning: other users can read {db} (mode {mode}); it holds patient data: chmod 600 {db}", err=True)
-    if summary.files_seen == 0 and summary.removed == 0:
+    if "://" not in db and os.path.exists(db) and os.stat(db).st_mode & 0o044:
+        mode, shown = oct(os.stat(db).st_mode & 0o777)[2:], _safe(db)
+        warning = f"warning: other users can read {shown} (mode {mode}); it holds patient data: chmod 600 {shown}"
+        typer.echo(warning, err=True)
+    if summary.files_seen == 0 and summary.removed == 0 and shard is None:  # a shard may well get no files
         raise IbashError(f"no files found under {', '.join(_safe(str(r)) for r in roots)}")
     if summary.indexed == 0 and summary.unchanged == 0 and summary.files_seen:
         raise IbashError("no DICOM file could be indexed")

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeEngine
 
 from .errors import IbashError
+from .private import open_private
 from .schema import elements, files, instances, metadata, series, studies, tags
 
 CHUNK = 50_000
@@ -55,7 +56,7 @@ def export(
 def _export(
     engine: Engine, out: Path, writer: Callable, fmt: str, progress: Callable[[str, int], None] | None
 ) -> dict[str, int]:
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder is private: the files hold patient data
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder and every file are private: patient data
     sources = {t.name: {c.name: c for c in t.columns} for t in metadata.sorted_tables}
     sources["element_view"] = ELEMENT_VIEW
     counts = {}
@@ -87,7 +88,7 @@ def _parquet(path: Path, columns: dict[str, Any], chunks: Iterator[list]) -> int
 
     schema = pa.schema([pa.field(name, _arrow_type(col.type)) for name, col in columns.items()])
     rows = 0
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+    with open_private(path, "wb") as fp, pq.ParquetWriter(fp, schema, compression="zstd") as writer:
         for chunk in chunks:
             arrays = [pa.array([_plain(row[i]) for row in chunk], type=field.type) for i, field in enumerate(schema)]
             writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
@@ -97,7 +98,7 @@ def _parquet(path: Path, columns: dict[str, Any], chunks: Iterator[list]) -> int
 
 def _csv(path: Path, columns: dict[str, Any], chunks: Iterator[list]) -> int:
     rows = 0
-    with open(path, "w", newline="", encoding="utf-8") as fp:
+    with open_private(path, "w", newline="", encoding="utf-8") as fp:
         out = csv.writer(fp)
         out.writerow(columns)
         for chunk in chunks:

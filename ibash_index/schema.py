@@ -42,12 +42,7 @@ builds = Table(
     Column("id", Integer, primary_key=True),
     Column("started_at", Text, nullable=False, comment="UTC, ISO 8601"),
     Column("finished_at", Text, comment="UTC, ISO 8601; NULL while running or if killed"),
-    Column(
-        "status",
-        Text,
-        nullable=False,
-        comment="running, complete, interrupted, failed; killed: still running when the next build began",
-    ),
+    Column("status", Text, nullable=False, comment="running, complete, interrupted, failed"),
     Column("tool_version", Text, nullable=False),
     Column("pydicom_version", Text, nullable=False),
     Column("roots", Text, nullable=False, comment="JSON list of the folders crawled"),
@@ -176,7 +171,7 @@ elements = Table(
     Column("hash", Text, comment="SHA-1 of binary values"),
     Column("data", LargeBinary, comment="binary values up to --max-blob bytes"),
     Column("element_path", Text, comment="path inside sequences, e.g. Seq[0].Keyword; NULL at top level"),
-    Column("flag", Text, comment="why the value could not be decoded exactly; the raw bytes are then in data"),
+    Column("flag", Text, comment="why the value could not be decoded; the raw bytes are then in data"),
     comment="Every data element of every instance, at every depth. Read it through element_view.",
     sqlite_with_rowid=False,
 )

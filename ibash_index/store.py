@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, delete, event, func, insert, inspect, or_,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from . import migrate, summaries
 from .dictionary import tag_values
@@ -27,7 +27,7 @@ from .direct import BUSY_TIMEOUT_MS, check_index, check_path, connect_readonly, 
 from .direct import build_lock as direct_build_lock
 from .errors import BuildLocked, IbashError
 from .reports import install_reports
-from .schema import elements, files, instances, series, studies, tags
+from .schema import elements, files, instances, metadata, series, studies, tags
 from .spool import Spooled, Spools, slot_alias, slot_sql
 
 if TYPE_CHECKING:  # pydicom (through extract) is imported only by what reads files: reports start faster
@@ -72,7 +72,10 @@ INSTANCE_COLUMNS = (
 def connect(db: str, *, create: bool = True, readonly: bool = False) -> Engine:
     """An engine for `db`, a path or a SQLAlchemy URL, checking that a path is usable first."""
     if is_url(db):
-        backend = make_url(db).get_backend_name()
+        try:
+            backend = make_url(db).get_backend_name()
+        except Exception:  # ArgumentError, or ValueError for a port that is not a number
+            raise IbashError("not a database URL: give a SQLite file's path or postgresql+psycopg://…") from None
         if backend not in ("postgresql", "sqlite"):
             raise IbashError(
                 f"an index lives in a SQLite file or a PostgreSQL database (postgresql+psycopg://…), not {backend}"
@@ -111,7 +114,11 @@ def open_index(db: str, *, create: bool = True, readonly: bool = False) -> Engin
     """Open an ibash-index database; when writable, create or upgrade it and install the saved reports."""
     engine = connect(db, create=create, readonly=readonly)
     try:
-        with engine.connect() as conn:
+        try:
+            conn = engine.connect()
+        except (OperationalError, InterfaceError) as exc:  # a server that refuses, a wrong password: say why
+            raise IbashError(f"cannot connect to the database: {_first_line(exc.orig)}") from None
+        with conn:
             names = set(inspect(conn).get_table_names())
         if names or readonly:
             check_index(names, db)
@@ -534,10 +541,19 @@ def refresh_statistics(engine: Engine) -> None:
     """PostgreSQL plans on table statistics: after a bulk load, without ANALYZE, it plans for empty tables.
 
     (autovacuum analyses later, too late for the build's own queries; SQLite needs none of this.)
+    Only the index's tables: the database may hold others'.
     """
     if engine.dialect.name == "postgresql":
+        preparer = engine.dialect.identifier_preparer
+        names = ", ".join(preparer.quote(t.name) for t in metadata.sorted_tables)
         with engine.begin() as conn:
-            conn.execute(text("ANALYZE"))
+            conn.execute(text(f"ANALYZE {names}"))
+
+
+def _first_line(error: BaseException) -> str:
+    """What a driver says first (never the password: drivers do not repeat it)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def restore_element_indexes(engine: Engine) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pydicom.data
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -140,8 +142,10 @@ class TestMoreUserErrors:
         for args in (["build", root, "--db", refused], ["report", "sites", "--db", refused]):
             result = runner.invoke(app, args)
             assert result.exit_code == 1 and "secret" not in result.output, result.output
-            assert result.stderr.startswith("Error: cannot use the database: ") and len(result.stderr.splitlines()) == 1
+            assert result.stderr.startswith("Error: cannot connect to the database: ")
+            assert len(result.stderr.splitlines()) == 1
         user_error(["report", "sites", "--db", "mysql://u:p@localhost/x"], "not mysql")
+        user_error(["report", "sites", "--db", "postgresql://u:p@localhost:port/x"], "not a database URL")
 
     @pytest.mark.parametrize(
         ("option", "match"),
@@ -160,9 +164,15 @@ class TestMoreUserErrors:
         assert not db.exists()
 
     def test_an_empty_folder(self, tmp_path: Path) -> None:
-        """A folder with no files at all (a wrong path, a copy not done yet) is an error too."""
+        """A folder with no files at all (a wrong path, a copy not done yet) is an error too; an empty shard is not."""
         (tmp_path / "empty").mkdir()
         user_error(["build", str(tmp_path / "empty"), "--db", str(tmp_path / "x.db")], "no files found under", False)
+        (tmp_path / "one").mkdir()
+        shutil.copy(pydicom.data.get_testdata_file("MR_small.dcm"), tmp_path / "one" / "a.dcm")
+        for k in (1, 2, 3):  # one of the three shards has the file, the others nothing to do
+            args = ["build", str(tmp_path / "one"), "--db", str(tmp_path / "s.db"), "--shard", f"{k}/3"]
+            result = runner.invoke(app, args)
+            assert result.exit_code == 0, result.output
 
 
 def test_files_holding_patient_data_are_private(tmp_path: Path) -> None:
@@ -179,6 +189,11 @@ def test_files_holding_patient_data_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(db.stat().st_mode) == 0o644
     assert runner.invoke(app, ["export", str(tmp_path / "out"), "--db", str(db), "-f", "csv"]).exit_code == 0
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o700
+    assert runner.invoke(app, ["export", str(tmp_path), "--db", str(db)]).exit_code == 0  # parquet, an open folder
+    for out in (tmp_path / "out").iterdir(), tmp_path.glob("*.parquet"):
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out}
+        assert "elements.csv" in modes or "elements.parquet" in modes
+        assert set(modes.values()) == {0o600}, modes
     page = tmp_path / "compare.html"
     assert runner.invoke(app, ["compare", "--db", str(db), "-o", str(page)]).exit_code == 0
     assert stat.S_IMODE(page.stat().st_mode) == 0o600
