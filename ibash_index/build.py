@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .crawl import crawl, resolve_roots
-from .direct import is_url
+from .direct import as_path, is_url
 from .errors import IbashError
 
 if TYPE_CHECKING:
@@ -192,6 +192,7 @@ def build(
     """
     options = options or BuildOptions()
     options.check()
+    db = as_path(db)
     if not is_url(db) and os.path.isfile(db) and os.path.getsize(db) == 0:  # an empty file (touch) becomes
         with contextlib.suppress(OSError):  # the index: private, as a new one is
             os.chmod(db, 0o600)

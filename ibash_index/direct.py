@@ -27,6 +27,14 @@ def is_url(db: str) -> bool:
     return "://" in db
 
 
+def as_path(db: str) -> str:
+    """A sqlite:///FILE URL as FILE, so a build of it gets a file's lock and private mode; anything else as it is."""
+    prefix = "sqlite:///"
+    if db.startswith(prefix) and len(db) > len(prefix) and "?" not in db:
+        return db[len(prefix) :]
+    return db
+
+
 def check_path(db: str, *, create: bool) -> str:
     """The absolute path of a SQLite index; refuse a folder, a missing file (unless `create`), or another format."""
     path = os.path.abspath(db)

@@ -99,6 +99,17 @@ def test_a_killed_build_is_marked_by_the_next_one(tmp_path: Path, any_db: str) -
     ]
 
 
+def test_a_sqlite_url_builds_as_its_file(tmp_path: Path) -> None:
+    """sqlite:///FILE is FILE: created private, under the build lock, and the same index as the path gives."""
+    root = make_tree(tmp_path / "data")
+    db = tmp_path / "x.db"
+    summary = build([root], f"sqlite:///{db}", BuildOptions(workers=0))
+    assert summary.indexed == len(SOURCES) and stat.S_IMODE(db.stat().st_mode) == 0o600
+    with build_lock(str(db)), pytest.raises(BuildLocked):
+        build([root], f"sqlite:///{db}", BuildOptions(workers=0, full=True))
+    assert build([root], str(db), BuildOptions(workers=0)).unchanged == len(SOURCES) + 1
+
+
 def test_incremental_equals_clean_build(tmp_path: Path, any_db: str) -> None:
     """Adding, changing, deleting and touching files, then rebuilding, gives the rows of a clean build."""
     root = make_tree(tmp_path / "data")
