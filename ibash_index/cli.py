@@ -111,8 +111,8 @@ def _user_error(exc: Exception) -> str | None:
 
     Database URLs that cannot be used are IbashErrors already (store.connect, open_index).
     """
-    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in _EXTRAS:
-        package = (exc.name or "").split(".")[0]
+    package = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+    if package in _EXTRAS:
         return f"this needs {package}, which is not installed: pip install 'ibash-index[{_EXTRAS[package]}]'"
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"cannot use {os.fsdecode(exc.filename)}: {exc.strerror or exc}"
@@ -185,9 +185,10 @@ def build(
             typer.echo(f"  {line}")
     if summary.errors and not quiet:
         typer.echo(f"see why with: ibash-index report errors --db {db}", err=True)
-    if "://" not in db and os.path.exists(db) and os.stat(db).st_mode & 0o044:
-        mode, shown = oct(os.stat(db).st_mode & 0o777)[2:], _safe(db)
-        warning = f"warning: other users can read {shown} (mode {mode}); it holds patient data: chmod 600 {shown}"
+    mode = os.stat(db).st_mode & 0o777 if "://" not in db and os.path.isfile(db) else 0
+    if mode & 0o044:
+        shown = _safe(db)
+        warning = f"warning: other users can read {shown} (mode {mode:o}); it holds patient data: chmod 600 {shown}"
         typer.echo(warning, err=True)
     if summary.files_seen == 0 and summary.removed == 0 and shard is None:  # a shard may well get no files
         raise IbashError(f"no files found under {', '.join(_safe(str(r)) for r in roots)}")
@@ -251,9 +252,7 @@ class _ProgressBar:
         if self.disable:
             return
         if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, dynamic_ncols=True)
+            self.bar = self._new(total=total)
         self.bar.n = done
         self.bar.refresh() if done == total else self.bar.update(0)
 
@@ -261,10 +260,13 @@ class _ProgressBar:
         if self.disable:
             return
         if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(unit=self.unit, file=sys.stderr, dynamic_ncols=True)
+            self.bar = self._new()
         self.bar.update(n)
+
+    def _new(self, **kwargs: Any) -> Any:
+        from tqdm import tqdm
+
+        return tqdm(unit=self.unit, file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
 # --------------------------------------------------------------------------
